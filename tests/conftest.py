@@ -1,0 +1,38 @@
+"""Shared test fixtures: everything real is read from ../shared beside the checkout."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(os.environ.get("EFFICIENTPOSE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+DATA = SHARED / "data"
+WEIGHTS_DIR = SHARED / "weights" / "efficientpose"
+
+# The product's weight resolution reads this folder (laid out like the authors' models/ folder).
+os.environ.setdefault("EFFICIENTPOSE_WEIGHTS_DIR", str(WEIGHTS_DIR))
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"shared reference data not found at {SHARED}")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def data_dir(shared: Path) -> Path:
+    return shared / "data"
+
+
+@pytest.fixture(scope="session")
+def weights_dir(shared: Path) -> Path:
+    return shared / "weights" / "efficientpose"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep converted weights of the test run out of the user's ~/.cache."""
+    os.environ["EFFICIENTPOSE_HOME"] = str(tmp_path_factory.mktemp("efficientpose-home"))
