@@ -1,0 +1,209 @@
+"""Where weights come from, in order: an explicit file, the converted cache, ``$EFFICIENTPOSE_WEIGHTS_DIR`` (laid
+out like the authors' ``models/`` folder), then a checksummed download from the authors' repository.
+
+Converted weights are cached as safetensors in ``$EFFICIENTPOSE_HOME`` (default ``~/.cache/efficientpose``).
+Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from efficientpose.errors import WeightsError
+from efficientpose.models.efficientpose import EfficientPose
+from efficientpose.models.variants import Variant, WeightFile
+from efficientpose.weights.convert import keras_to_state_dict
+from efficientpose.weights.keras import read_keras_h5
+from efficientpose.weights.tflite import read_tflite
+
+log = logging.getLogger(__name__)
+
+#: Side heads a published file may lack when a model is built with them for training.
+OPTIONAL_HEADS = ("pafs_head", "confs1_head")
+
+
+def home() -> Path:
+    """The cache folder: ``$EFFICIENTPOSE_HOME`` or ``~/.cache/efficientpose``."""
+    return Path(os.environ.get("EFFICIENTPOSE_HOME") or Path.home() / ".cache" / "efficientpose")
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """The string metadata of a safetensors file (variant, keypoints, source), without loading tensors."""
+    try:
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            if size <= 0 or size > 100_000_000:
+                raise ValueError("bad header length")
+            header = json.loads(f.read(size))
+        return dict(header.get("__metadata__") or {})
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
+def save_weights(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Write a state dict as safetensors atomically (temp file in the same folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({k: v.contiguous() for k, v in state.items()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def model_metadata(model: EfficientPose, **extra: str) -> dict[str, str]:
+    """Metadata that lets a safetensors file rebuild its model: variant, keypoints, head sizes."""
+    meta = {
+        "format": "efficientpose",
+        "variant": model.variant.name,
+        "keypoints": json.dumps(list(model.keypoints)),
+        "num_keypoints": str(model.confs_head.out_channels),
+        "num_pafs": str(model.pafs_head.out_channels if model.pafs_head is not None else 28),
+        "side_heads": str(int(model.pafs_head is not None)),
+    }
+    meta.update(extra)
+    return meta
+
+
+def _load_safetensors(model: EfficientPose, path: Path) -> dict[str, torch.Tensor]:
+    meta = read_metadata(path)
+    if meta.get("variant") not in (None, model.variant.name):
+        raise WeightsError(f"{path}: holds weights for variant {meta['variant']!r}, not {model.variant.name!r}")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise WeightsError(f"{path}: corrupt safetensors file ({str(exc).splitlines()[0]})") from None
+    return _checked(model, state, path)
+
+
+def _checked(model: EfficientPose, state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    """Refuse a state dict with missing, unexpected or mis-shaped tensors (never a half-loaded model)."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")
+               and not k.startswith(OPTIONAL_HEADS)]
+    extra = [k for k in state if k not in own]
+    shapes = [k for k in state if k in own and state[k].shape != own[k].shape]
+    if missing or extra or shapes:
+        parts = [f"{len(v)} {what} (e.g. {v[0]})" for v, what in
+                 ((missing, "missing"), (extra, "unexpected"), (shapes, "mis-shaped")) if v]
+        raise WeightsError(f"{path}: does not fit EfficientPose {model.variant.title}: {', '.join(parts)}")
+    merged = dict(own)
+    merged.update(state)
+    return merged
+
+
+def convert_file(model: EfficientPose, path: Path) -> dict[str, torch.Tensor]:
+    """Read an authors' ``.h5`` or ``.tflite`` file (or our ``.safetensors``) into ``model``'s state dict."""
+    if not path.is_file():
+        raise WeightsError(f"{path}: weight file not found")
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        return _load_safetensors(model, path)
+    if suffix in (".h5", ".hdf5", ".keras"):
+        return keras_to_state_dict(model, read_keras_h5(path), path, folded=False, optional=OPTIONAL_HEADS)
+    if suffix == ".tflite":
+        return keras_to_state_dict(model, read_tflite(path), path, folded=True, optional=OPTIONAL_HEADS)
+    raise WeightsError(f"{path}: unknown weight format {suffix!r}; expected .safetensors, .h5 or .tflite")
+
+
+def cache_path(variant: Variant) -> Path:
+    return home() / f"efficientpose-{variant.name}.safetensors"
+
+
+def _verify(path: Path, file: WeightFile) -> None:
+    if file.sha256 is not None:
+        actual = sha256(path)
+        if actual != file.sha256:
+            raise WeightsError(f"{path}: SHA-256 {actual[:16]}… does not match the pinned {file.sha256[:16]}… "
+                               f"of the authors' {file.relpath}")
+
+
+def _download(file: WeightFile) -> Path:
+    """Fetch ``file`` from the authors' repository (or ``$EFFICIENTPOSE_WEIGHTS_URL``) and verify its checksum."""
+    base = os.environ.get("EFFICIENTPOSE_WEIGHTS_URL")
+    url = f"{base.rstrip('/')}/{file.relpath}" if base else file.url
+    dest = home() / "downloads" / file.relpath
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310
+            shutil.copyfileobj(response, out)
+        _verify(Path(tmp), file)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def resolve_state_dict(model: EfficientPose, weights: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
+    """The state dict for ``model``, found in the documented order; one clear WeightsError if nowhere."""
+    variant = model.variant
+    if weights is not None:
+        return convert_file(model, Path(weights))
+    cached = cache_path(variant)
+    if cached.is_file():
+        try:
+            return _load_safetensors(model, cached)
+        except WeightsError as exc:
+            log.warning("ignoring unusable cache file: %s", exc)
+            cached.unlink(missing_ok=True)
+    looked = [str(cached)]
+    folder = os.environ.get("EFFICIENTPOSE_WEIGHTS_DIR")
+    if folder:
+        for file in variant.files:
+            candidate = Path(folder) / file.relpath
+            looked.append(str(candidate))
+            if candidate.is_file():
+                _verify(candidate, file)
+                return _cache(model, candidate, file)
+    else:
+        looked.append("$EFFICIENTPOSE_WEIGHTS_DIR (not set)")
+    failures = []
+    for file in variant.files:
+        if file.sha256 is None:
+            continue  # never download what cannot be verified
+        try:
+            return _cache(model, _download(file), file)
+        except WeightsError:
+            raise
+        except Exception as exc:  # network errors of every kind
+            failures.append(f"{file.url} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
+    how = ("download failed: " + "; ".join(failures)) if failures else "no published file with a pinned checksum"
+    raise WeightsError(
+        f"no weights for EfficientPose {variant.title}: looked in {', '.join(looked)}; {how}. "
+        f"Pass weights=FILE (--weights FILE) or set EFFICIENTPOSE_WEIGHTS_DIR to a folder with "
+        f"{' or '.join(f.relpath for f in variant.files)}"
+    )
+
+
+def _cache(model: EfficientPose, source: Path, file: WeightFile) -> dict[str, torch.Tensor]:
+    state = convert_file(model, source)
+    try:
+        save_weights(cache_path(model.variant), state,
+                     model_metadata(model, source=file.relpath, source_sha256=file.sha256 or sha256(source)))
+    except OSError as exc:  # a read-only cache is not fatal
+        log.warning("could not write the weight cache %s: %s", cache_path(model.variant), exc)
+    return state
