@@ -11,18 +11,9 @@ from torch import nn
 
 from efficientpose.errors import WeightsError
 from efficientpose.models.efficientpose import EfficientPose
+from efficientpose.models.fuse import conv_bn_pairs
 from efficientpose.models.layers import BN_EPS
 from efficientpose.weights.mapping import keras_layer_names, weighted_modules
-
-# The BN that follows each conv, by the conv's last path component (used to unfold TFLite's folded BN).
-_BN_AFTER = {"conv": "bn", "expand_conv": "expand_bn", "dwconv": "bn", "project_conv": "project_bn",
-             "conv1": "conv1_bn", "dconv1": "dconv1_bn", "conv2": "conv2_bn"}
-
-
-def _bn_path(conv_path: str, modules: dict[str, nn.Module]) -> str | None:
-    head, _, last = conv_path.rpartition(".")
-    bn = f"{head}.{_BN_AFTER[last]}" if last in _BN_AFTER else None
-    return bn if bn in modules and isinstance(modules[bn], nn.BatchNorm2d) else None
 
 
 def _torch_layout(module: nn.Module, kind: str, array: np.ndarray) -> np.ndarray:
@@ -60,7 +51,8 @@ def keras_to_state_dict(model: EfficientPose, layers: dict[str, dict[str, np.nda
     out: dict[str, torch.Tensor] = {}
     used: set[str] = set()
     problems: list[str] = []
-    folded_bns = {_bn_path(p, modules) for p, m in modules.items() if isinstance(m, nn.Conv2d)} - {None}
+    bn_of = dict(conv_bn_pairs(model))
+    folded_bns = set(bn_of.values())
 
     def put(key: str, array: np.ndarray) -> None:
         expected = tuple(state[key].shape)
@@ -83,7 +75,7 @@ def keras_to_state_dict(model: EfficientPose, layers: dict[str, dict[str, np.nda
             kinds = _KINDS[nn.ConvTranspose2d]
         elif isinstance(module, nn.Conv2d):
             kinds = _conv_kinds(module)
-            bn = _bn_path(path, modules) if folded else None
+            bn = bn_of.get(path) if folded else None
             if bn is not None:
                 kinds = {k: v for k, v in kinds.items() if k != "bias"}
                 c = modules[bn].num_features
