@@ -22,19 +22,24 @@ class Skeleton:
     @property
     def flip_index(self) -> np.ndarray:
         """Index array that swaps left and right keypoints (for horizontal flips)."""
-        index = []
-        for kp in self.keypoints:
-            if kp.startswith("left_"):
-                mate = "right_" + kp[5:]
-            elif kp.startswith("right_"):
-                mate = "left_" + kp[6:]
-            else:
-                mate = kp
-            index.append(self.keypoints.index(mate) if mate in self.keypoints else self.keypoints.index(kp))
-        return np.asarray(index, dtype=np.int64)
+        return flip_index(self.keypoints)
 
     def __len__(self) -> int:
         return len(self.keypoints)
+
+
+def flip_index(names: tuple[str, ...]) -> np.ndarray:
+    """For each keypoint, the index of its mirror image (``left_*`` <-> ``right_*``; others map to themselves)."""
+    index = []
+    for kp in names:
+        if kp.startswith("left_"):
+            mate = "right_" + kp[5:]
+        elif kp.startswith("right_"):
+            mate = "left_" + kp[6:]
+        else:
+            mate = kp
+        index.append(names.index(mate) if mate in names else names.index(kp))
+    return np.asarray(index, dtype=np.int64)
 
 
 def _limbs(names: tuple[str, ...], pairs: tuple[tuple[str, str], ...]) -> tuple[tuple[int, int], ...]:

@@ -207,3 +207,14 @@ def _cache(model: EfficientPose, source: Path, file: WeightFile) -> dict[str, to
     except OSError as exc:  # a read-only cache is not fatal
         log.warning("could not write the weight cache %s: %s", cache_path(model.variant), exc)
     return state
+
+
+def local_weights(variant: Variant) -> Path | None:
+    """The local file the resolution order would use for ``variant`` (cache or weights folder), if any."""
+    if cache_path(variant).is_file():
+        return cache_path(variant)
+    folder = os.environ.get("EFFICIENTPOSE_WEIGHTS_DIR")
+    for file in variant.files if folder else ():
+        if (Path(folder) / file.relpath).is_file():
+            return Path(folder) / file.relpath
+    return None

@@ -1,0 +1,57 @@
+"""Live webcam pose estimation: a window with the skeleton where a display exists; q or Ctrl-C stops.
+
+Frames are also written to ``<output>/camera<N>.json``/``.csv`` in the video output format.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import cv2
+
+from efficientpose.draw import draw_pose
+from efficientpose.estimator import PoseEstimator
+from efficientpose.outputs import VideoPredictionsWriter
+from efficientpose.predict import PredictOptions, track
+from efficientpose.video import open_camera
+
+
+def _can_show() -> bool:
+    """A window needs a display and an OpenCV build with GUI support (not opencv-python-headless)."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False
+    try:
+        cv2.namedWindow("efficientpose")
+        return True
+    except cv2.error:
+        return False
+
+
+def run_camera(index: int, estimator: PoseEstimator, options: PredictOptions) -> int:
+    """Track webcam ``index`` until q, Ctrl-C or the stream ends; returns the exit code."""
+    reader = open_camera(index)
+    show = _can_show()
+    if not show:
+        print("no display (or a headless OpenCV build): writing predictions only; Ctrl-C stops", file=sys.stderr)
+    options.output.mkdir(parents=True, exist_ok=True)
+    writer = VideoPredictionsWriter(options.output / f"camera{index}.json", options.output / f"camera{index}.csv",
+                                    file=f"camera:{index}", width=reader.width, height=reader.height,
+                                    fps=reader.fps, model=estimator.variant.name, names=estimator.names)
+    try:
+        for frame, pose in track(reader, estimator, batch_size=1, roi=options.roi,
+                                 smooth=options.smoothing if options.smooth else None, threshold=options.threshold):
+            writer.add(frame.index, frame.time, pose)
+            if show:
+                shown = draw_pose(frame.image, pose, threshold=options.threshold)
+                cv2.imshow("efficientpose", cv2.cvtColor(shown, cv2.COLOR_RGB2BGR))
+                if cv2.waitKey(1) & 0xFF == ord("q"):
+                    break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        writer.close()
+        reader.close()
+        if show:
+            cv2.destroyAllWindows()
+    return 0

@@ -1,0 +1,163 @@
+"""The ``efficientpose`` command. Thin: parses flags, calls the library, turns errors into one-line messages.
+
+Exit codes: 0 success, 1 some input failed (the rest were processed) or a run error, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from efficientpose.errors import EfficientPoseError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 with usage; keep that, one line of reason
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _add_model_args(p: argparse.ArgumentParser, default: str = "rt") -> None:
+    p.add_argument("--model", default=default, help="variant: rt, i, ii, iii, iv, rt-lite, i-lite, ii-lite")
+    p.add_argument("--weights", type=Path, help="weight file (.safetensors, .h5 or .tflite) instead of the default")
+
+
+def _estimator(args: argparse.Namespace):
+    from efficientpose.estimator import PoseEstimator
+
+    return PoseEstimator(args.model, args.weights, backend=getattr(args, "backend", "auto"),
+                         flip=getattr(args, "flip", False), decoder=getattr(args, "decoder", "refined"))
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from efficientpose.predict import PredictOptions, SmoothingParams, predict_files
+
+    if not args.paths and args.camera is None:
+        raise UsageError("give at least one PATH (image, folder or video) or --camera N")
+    formats = ("json", "csv") if args.format == "both" else (args.format,)
+    options = PredictOptions(
+        output=args.output, formats=formats, draw=args.draw, smooth=args.smooth,
+        smoothing=SmoothingParams(args.min_cutoff, args.beta, args.d_cutoff), batch_size=args.batch_size,
+        roi=args.roi, threshold=args.threshold,
+    )
+    estimator = _estimator(args)
+    if args.camera is not None:
+        from efficientpose.camera import run_camera
+
+        return run_camera(args.camera, estimator, options)
+    report = predict_files(args.paths, estimator, options)
+    summary = f"{report.images} images, {report.videos} videos ({report.frames} frames) -> {args.output}"
+    if report.errors:
+        print(f"{summary}; {len(report.errors)} failed:", file=sys.stderr)
+        for error in report.errors:
+            print(f"  {error}", file=sys.stderr)
+        return 1
+    print(summary)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    import torch
+
+    from efficientpose.models.counting import count_flops, count_parameters
+    from efficientpose.models.efficientpose import EfficientPose
+    from efficientpose.models.variants import VARIANTS
+    from efficientpose.weights.store import local_weights
+
+    print(f"{'model':8} {'input':>6} {'params':>10} {'GFLOPs':>8}  weights")
+    for name, variant in VARIANTS.items():
+        with torch.device("meta"):
+            model = EfficientPose(variant)
+        params = count_parameters(model)
+        flops = count_flops(model, variant.input_size)
+        where = local_weights(variant)
+        print(f"{name:8} {variant.input_size:>6} {params / 1e6:>9.2f}M {flops / 1e9:>8.2f}  "
+              f"{where if where else 'not available locally'}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from efficientpose.export import export_onnx
+    from efficientpose.models.builders import load_model
+
+    model = load_model(args.model, weights=args.weights)
+    output = args.output or Path(f"efficientpose-{model.variant.name}{'-int8' if args.int8 else ''}.onnx")
+    if not args.int8:
+        export_onnx(model, output, dynamic_batch=args.dynamic_batch)
+        print(output)
+        return 0
+    from efficientpose.calibration import calibration_batches
+    from efficientpose.export import quantize_int8
+
+    fp32 = output.with_name(output.stem + "-fp32.onnx")
+    export_onnx(model, fp32, dynamic_batch=args.dynamic_batch)
+    quantize_int8(fp32, output, calibration_batches(args.calibration, model))
+    print(output)
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "predict": cmd_predict, "models": cmd_models, "export": cmd_export,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="efficientpose", description="Single-person pose estimation with EfficientPose.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("predict", help="keypoints for images, folders, videos or a webcam")
+    p.add_argument("paths", nargs="*", type=Path, help="images, folders (walked recursively) or videos")
+    _add_model_args(p)
+    p.add_argument("--output", type=Path, default=Path("efficientpose-output"), help="output folder")
+    p.add_argument("--format", choices=("json", "csv", "both"), default="json", help="image prediction format")
+    p.add_argument("--draw", action="store_true", help="also write annotated images / MP4 videos")
+    p.add_argument("--flip", action="store_true", help="horizontal-flip test-time augmentation")
+    p.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True,
+                   help="One-Euro smoothing of video keypoints (default on)")
+    p.add_argument("--min-cutoff", type=float, default=1.0, help="One-Euro minimum cutoff frequency (Hz)")
+    p.add_argument("--beta", type=float, default=0.05, help="One-Euro speed coefficient")
+    p.add_argument("--d-cutoff", type=float, default=1.0, help="One-Euro derivative cutoff (Hz)")
+    p.add_argument("--roi", action=argparse.BooleanOptionalAction, default=True,
+                   help="crop video frames around the previous confident pose (default on)")
+    p.add_argument("--threshold", type=float, default=0.3, help="score below which a keypoint is not drawn")
+    p.add_argument("--batch-size", type=int, default=8, help="images/frames per forward pass")
+    p.add_argument("--camera", type=int, metavar="N", help="live webcam N (q or Ctrl-C stops)")
+    p.add_argument("--backend", default="auto", help="auto, torch, onnxruntime or openvino")
+    p.add_argument("--decoder", choices=("refined", "argmax"), default="refined",
+                   help="refined: sub-pixel DARK decoding; argmax: the authors' decoding")
+
+    sub.add_parser("models", help="list the variants: input size, parameters, FLOPs, local weights")
+
+    p = sub.add_parser("export", help="export a model to ONNX (optionally int8)")
+    _add_model_args(p)
+    p.add_argument("--format", choices=("onnx",), default="onnx")
+    p.add_argument("--output", type=Path, help="output file (default efficientpose-<model>.onnx)")
+    p.add_argument("--dynamic-batch", action="store_true", help="make the batch axis dynamic")
+    p.add_argument("--int8", action="store_true", help="static int8 quantisation calibrated on real images")
+    p.add_argument("--calibration", type=Path, help="folder of images for int8 calibration")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``efficientpose`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "batch_size", 1) < 1:
+        parser.error("--batch-size must be at least 1")
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"efficientpose {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except EfficientPoseError as exc:
+        print(f"efficientpose {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""PoseEstimator: image in, Pose out. Ties the stages together in one direction:
+image -> letterbox -> tensor -> backend -> heatmaps -> decode -> coordinates in the original image."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from efficientpose.decode import decode_argmax, decode_refined, flip_merge
+from efficientpose.errors import UsageError
+from efficientpose.io import to_rgb_array
+from efficientpose.models.builders import load_model
+from efficientpose.models.efficientpose import EfficientPose
+from efficientpose.pose import Pose
+from efficientpose.preprocess import TF_MODE, TORCH_MODE, Letterbox, letterbox, to_tensor
+from efficientpose.runtime import Runner, make_runner, select_auto
+from efficientpose.skeleton import flip_index
+from efficientpose.weights.store import home
+
+ImageLike = str | os.PathLike | Image.Image | np.ndarray
+Box = tuple[float, float, float, float]  #: x0, y0, x1, y1 in original pixels
+
+DECODERS = ("refined", "argmax")
+
+
+class PoseEstimator:
+    """Single-person pose estimation with an EfficientPose variant.
+
+    ``decoder`` is "refined" (arg-max + DARK sub-pixel refinement, the default) or "argmax" (the authors':
+    Gaussian blur sigma 1, arg-max, pixel centre). ``flip`` averages with the mirrored image's heatmaps.
+    ``backend`` is "auto" (fastest installed backend that matches torch), "torch", "onnxruntime" or "openvino".
+    """
+
+    def __init__(self, model: str | EfficientPose = "rt", weights: str | os.PathLike | None = None, *,
+                 backend: str = "auto", flip: bool = False, decoder: str = "refined",
+                 threads: int | None = None) -> None:
+        if decoder not in DECODERS:
+            raise UsageError(f"unknown decoder {decoder!r}; choose one of: {', '.join(DECODERS)}")
+        self.model = model if isinstance(model, EfficientPose) else load_model(model, weights=weights)
+        self.variant = self.model.variant
+        self.size = self.model.input_size
+        self.names = tuple(self.model.keypoints)
+        self.normalization = TORCH_MODE if self.variant.normalization == "torch" else TF_MODE
+        self.flip = flip
+        self.decoder = decoder
+        self._flip_index = flip_index(self.names)
+        cache = home() / "runtime"
+        self.runner: Runner = (select_auto(self.model, cache, threads) if backend == "auto"
+                               else make_runner(backend, self.model, cache, threads))
+
+    @property
+    def backend(self) -> str:
+        return self.runner.name
+
+    def prepare(self, image: ImageLike, roi: Box | None = None) -> tuple[np.ndarray, Letterbox, tuple[int, int]]:
+        """Letterboxed uint8 input (R, R, 3), its geometry, and the (x, y) offset of the crop in the image."""
+        rgb = to_rgb_array(image)
+        offset = (0, 0)
+        if roi is not None:
+            h, w = rgb.shape[:2]
+            x0, y0 = max(0, int(np.floor(roi[0]))), max(0, int(np.floor(roi[1])))
+            x1, y1 = min(w, int(np.ceil(roi[2]))), min(h, int(np.ceil(roi[3])))
+            if x1 - x0 >= 8 and y1 - y0 >= 8:
+                rgb, offset = rgb[y0:y1, x0:x1], (x0, y0)
+        boxed, geometry = letterbox(rgb, self.size)
+        return boxed, geometry, offset
+
+    def heatmaps(self, batch: np.ndarray) -> np.ndarray:
+        """Heatmaps (N, K, R, R) for letterboxed uint8 inputs (N, R, R, 3), flip-averaged if enabled."""
+        tensor = to_tensor(batch, self.normalization)
+        maps = self.runner(tensor)
+        if self.flip:
+            mirrored = self.runner(tensor.flip(-1).contiguous())
+            maps = flip_merge(maps, mirrored, self._flip_index)
+        return maps
+
+    def decode(self, maps: np.ndarray) -> np.ndarray:
+        """Keypoints (N, K, 3) in input pixels from heatmaps (N, K, R, R)."""
+        return decode_refined(maps) if self.decoder == "refined" else decode_argmax(maps, blur=1.0)
+
+    def predict(self, image: ImageLike, roi: Box | None = None) -> Pose:
+        """One image (a path, a PIL image or an HxWx3 uint8 RGB array) -> Pose in the image's pixels."""
+        return self.predict_batch([image], None if roi is None else [roi])[0]
+
+    def predict_batch(self, images: Sequence[ImageLike], rois: Sequence[Box | None] | None = None) -> list[Pose]:
+        """Several images in one batched forward pass; ``rois`` optionally crops each around a known person."""
+        if not images:
+            return []
+        prepared = [self.prepare(img, None if rois is None else rois[i]) for i, img in enumerate(images)]
+        maps = self.heatmaps(np.stack([p[0] for p in prepared]))
+        keypoints = self.decode(maps)
+        poses = []
+        for (_, geometry, (ox, oy)), kp in zip(prepared, keypoints, strict=True):
+            out = geometry.to_original(kp)
+            out[:, 0] += ox
+            out[:, 1] += oy
+            poses.append(Pose(out, self.names))
+        return poses
+
+
+def load_image_for(path: str | Path) -> np.ndarray:
+    """Read an image file as the estimator would (EXIF-rotated RGB uint8)."""
+    return to_rgb_array(Path(path))

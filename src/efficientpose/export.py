@@ -1,0 +1,71 @@
+"""Export to ONNX (fp32, optionally with a dynamic batch axis) and int8 static quantisation."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from efficientpose.models.efficientpose import EfficientPose
+from efficientpose.models.fuse import optimize_for_inference
+
+
+def export_onnx(model: EfficientPose, path: str | os.PathLike, *, dynamic_batch: bool = False,
+                opset: int = 17) -> Path:
+    """Write ``model`` (BN folded) as ONNX with input 'image' (N, 3, R, R) and output 'heatmaps'; atomic."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fused = optimize_for_inference(model)
+    size = model.input_size
+    dummy = torch.zeros(1, 3, size, size)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer notes on the static TF-same padding, which is intended
+            torch.onnx.export(
+                fused, (dummy,), tmp, dynamo=False, opset_version=opset, input_names=["image"],
+                output_names=["heatmaps"],
+                dynamic_axes={"image": {0: "batch"}, "heatmaps": {0: "batch"}} if dynamic_batch else None,
+            )
+        import onnx
+
+        proto = onnx.load(tmp)
+        proto.metadata_props.add(key="efficientpose_variant", value=model.variant.name)
+        proto.metadata_props.add(key="keypoints", value=",".join(model.keypoints))
+        proto.metadata_props.add(key="input_size", value=str(size))
+        onnx.save(proto, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def quantize_int8(onnx_path: str | os.PathLike, output: str | os.PathLike, calibration: list[np.ndarray]) -> Path:
+    """Static int8 quantisation (QDQ, per-channel weights) calibrated on real normalised inputs (N, 3, R, R)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._items = iter(calibration)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            item = next(self._items, None)
+            return None if item is None else {"image": item.astype(np.float32)}
+
+    output = Path(output)
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    os.close(fd)
+    try:
+        quantize_static(str(onnx_path), tmp, _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return output

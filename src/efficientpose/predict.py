@@ -1,0 +1,229 @@
+"""The ``predict`` job: images, folders and videos in; predictions (JSON/CSV) and annotated copies out.
+
+A bad file is reported and skipped; the run goes on. Videos stream with bounded memory: a reader thread
+decodes ahead while the model runs, frames go through in batches, and outputs are written frame by frame.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+from tqdm import tqdm
+
+from efficientpose.draw import annotated_path, draw_pose, save_image
+from efficientpose.errors import EfficientPoseError, InputError
+from efficientpose.estimator import Box, PoseEstimator
+from efficientpose.io import check_not_input, expand_inputs, read_image
+from efficientpose.outputs import ImagePredictionsWriter, VideoPredictionsWriter, video_output_paths
+from efficientpose.pose import Pose
+from efficientpose.smoothing import OneEuroFilter
+from efficientpose.video import Frame, VideoReader, VideoWriter, batched
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SmoothingParams:
+    """One-Euro filter parameters (Casiez et al. 2012) for video keypoints, in pixels and seconds."""
+
+    min_cutoff: float = 1.0
+    beta: float = 0.05
+    d_cutoff: float = 1.0
+
+
+DEFAULT_SMOOTHING = SmoothingParams()
+
+
+@dataclass
+class PredictOptions:
+    """Everything the predict job needs besides the inputs and the estimator."""
+
+    output: Path = Path("efficientpose-output")
+    formats: tuple[str, ...] = ("json",)
+    draw: bool = False
+    smooth: bool = True
+    smoothing: SmoothingParams = DEFAULT_SMOOTHING
+    batch_size: int = 8
+    roi: bool = True
+    threshold: float = 0.3
+    progress: bool | None = None  #: None: show a bar only when stderr is a terminal
+
+
+@dataclass
+class PredictReport:
+    """What a run did: counts, files written and every error (the CLI exits 1 when there are any)."""
+
+    images: int = 0
+    videos: int = 0
+    frames: int = 0
+    outputs: list[Path] = field(default_factory=list)
+    errors: list[EfficientPoseError] = field(default_factory=list)
+
+
+def _bar(total: int | None, desc: str, enabled: bool | None) -> tqdm:
+    show = sys.stderr.isatty() if enabled is None else enabled
+    return tqdm(total=total, desc=desc, unit="it", disable=not show, leave=False, dynamic_ncols=True)
+
+
+def prefetch(items: Iterable[T], depth: int = 16) -> Iterator[T]:
+    """Iterate ``items`` produced by a background thread (decode overlaps inference); errors re-raise here."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                q.put(item)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put(exc)
+        q.put(done)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.01)
+
+
+def roi_from_pose(pose: Pose, width: int, height: int, threshold: float = 0.3, margin: float = 0.35) -> Box | None:
+    """A square box around the confidently seen keypoints plus a margin, or None when too few are confident."""
+    kp = pose.keypoints
+    good = kp[:, 2] >= threshold
+    if good.sum() < max(6, len(kp) // 2):
+        return None
+    x0, y0 = kp[good, :2].min(0)
+    x1, y1 = kp[good, :2].max(0)
+    side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
+    side = max(side, 0.15 * max(width, height))
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    if side >= max(width, height):
+        return None
+    return (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+
+
+def track(frames: Iterable[Frame], estimator: PoseEstimator, *, batch_size: int = 8, roi: bool = True,
+          smooth: SmoothingParams | None = DEFAULT_SMOOTHING, threshold: float = 0.3) -> Iterator[tuple[Frame, Pose]]:
+    """Poses for a frame stream: batched inference, region-of-interest tracking, One-Euro smoothing.
+
+    With ``roi``, each batch is cropped around the last confident pose of the previous batch (with a margin);
+    when that pose is not confident the whole frame is used. Scores are never smoothed.
+    """
+    filt = OneEuroFilter(smooth.min_cutoff, smooth.beta, smooth.d_cutoff, min_score=threshold) if smooth else None
+    box: Box | None = None
+    for chunk in batched(frames, batch_size):
+        poses = estimator.predict_batch([f.image for f in chunk], [box] * len(chunk) if roi else None)
+        for frame, pose in zip(chunk, poses, strict=True):
+            raw = pose
+            if filt is not None:
+                xy = filt(pose.xy, frame.time, pose.scores)
+                xy = np.where(np.isfinite(xy), xy, pose.xy)
+                pose = Pose(np.column_stack([xy, pose.scores]), pose.names)
+            yield frame, pose
+        h, w = chunk[-1].image.shape[:2]
+        box = roi_from_pose(raw, w, h, threshold) if roi else None
+
+
+def predict_video(path: Path, estimator: PoseEstimator, options: PredictOptions,
+                  report: PredictReport | None = None) -> list[Path]:
+    """Stream one video through the model; writes ``<stem>.json``/``.csv`` and, with ``draw``, ``<stem>_pose.mp4``."""
+    reader = VideoReader(path)
+    json_path, csv_path = video_output_paths(options.output, path)
+    check_not_input(json_path, [path])
+    writer = VideoPredictionsWriter(json_path, csv_path, file=str(path), width=reader.width, height=reader.height,
+                                    fps=reader.fps, model=estimator.variant.name, names=estimator.names)
+    drawn = VideoWriter(options.output / f"{path.stem}_pose.mp4", reader.fps) if options.draw else None
+    bar = _bar(reader.frame_count, path.name, options.progress)
+    try:
+        for frame, pose in track(prefetch(reader), estimator, batch_size=options.batch_size, roi=options.roi,
+                                 smooth=options.smoothing if options.smooth else None, threshold=options.threshold):
+            writer.add(frame.index, frame.time, pose)
+            if drawn is not None:
+                drawn.write(draw_pose(frame.image, pose, threshold=options.threshold))
+            bar.update(1)
+            if report is not None:
+                report.frames += 1
+    except BaseException:
+        writer.abort()
+        if drawn is not None:
+            drawn.abort()
+        raise
+    finally:
+        bar.close()
+    written = writer.close()
+    if drawn is not None and (p := drawn.close()) is not None:
+        written.append(p)
+    return written
+
+
+def _read_images(paths: list[Path], report: PredictReport) -> Iterator[tuple[Path, np.ndarray]]:
+    for p in paths:
+        try:
+            yield p, read_image(p)
+        except InputError as exc:
+            report.errors.append(exc)
+
+
+def predict_files(inputs: Iterable[str | Path], estimator: PoseEstimator, options: PredictOptions) -> PredictReport:
+    """Run the model on every image and video under ``inputs``; never stops at a bad file."""
+    report = PredictReport()
+    expanded = expand_inputs(inputs)
+    report.errors.extend(expanded.errors)
+    images = [i.path for i in expanded.items if i.kind == "image"]
+    videos = [i.path for i in expanded.items if i.kind == "video"]
+    options.output.mkdir(parents=True, exist_ok=True)
+    if images:
+        json_path = options.output / "predictions.json" if "json" in options.formats else None
+        csv_path = options.output / "predictions.csv" if "csv" in options.formats else None
+        for p in (json_path, csv_path):
+            if p is not None:
+                check_not_input(p, images)
+        writer = ImagePredictionsWriter(json_path, csv_path, model=estimator.variant.name, names=estimator.names)
+        bar = _bar(len(images), "images", options.progress)
+        try:
+            for chunk in batched(prefetch(_read_images(images, report), depth=2 * options.batch_size),
+                                 options.batch_size):
+                poses = estimator.predict_batch([img for _, img in chunk])
+                for (p, img), pose in zip(chunk, poses, strict=True):
+                    writer.add(str(p), img.shape[1], img.shape[0], pose)
+                    report.images += 1
+                    if options.draw:
+                        out = annotated_path(options.output, p)
+                        check_not_input(out, images)
+                        report.outputs.append(save_image(out, draw_pose(img, pose, threshold=options.threshold),
+                                                         like=p))
+                bar.update(len(chunk))
+        except BaseException:
+            writer.abort()
+            raise
+        finally:
+            bar.close()
+        if report.images:
+            report.outputs.extend(writer.close())
+        else:
+            writer.abort()
+    for video in videos:
+        try:
+            report.outputs.extend(predict_video(video, estimator, options, report))
+            report.videos += 1
+        except InputError as exc:
+            report.errors.append(exc)
+    return report

@@ -1,0 +1,172 @@
+"""Inference backends behind :class:`~efficientpose.estimator.PoseEstimator`: PyTorch (eager, optimised),
+ONNX Runtime and OpenVINO. Each maps a normalised float32 batch (N, 3, R, R) to heatmaps (N, K, R, R)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from efficientpose.errors import UsageError
+from efficientpose.models.efficientpose import EfficientPose
+from efficientpose.models.fuse import optimize_for_inference
+
+BACKENDS = ("torch", "onnxruntime", "openvino")
+
+
+class Runner(Protocol):
+    """Anything that turns a normalised batch into heatmaps."""
+
+    name: str
+
+    def __call__(self, batch: torch.Tensor) -> np.ndarray: ...
+
+
+class TorchRunner:
+    """PyTorch eager with batch norm folded, depthwise upsamplers and channels-last memory."""
+
+    name = "torch"
+
+    def __init__(self, model: EfficientPose) -> None:
+        self.model = optimize_for_inference(model).to(memory_format=torch.channels_last)
+
+    def __call__(self, batch: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode():
+            return self.model(batch.contiguous(memory_format=torch.channels_last)).contiguous().numpy()
+
+
+class OnnxRuntimeRunner:
+    """ONNX Runtime on the CPU, from an exported ONNX file (exported once and cached)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, onnx_path: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+
+    def __call__(self, batch: torch.Tensor) -> np.ndarray:
+        return self.session.run(None, {self.input: batch.numpy()})[0]
+
+
+class OpenVinoRunner:
+    """OpenVINO on the CPU, reading the same ONNX file."""
+
+    name = "openvino"
+
+    def __init__(self, onnx_path: Path, threads: int | None = None) -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        config = {"INFERENCE_NUM_THREADS": threads} if threads else {}
+        self.compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", config)
+
+    def __call__(self, batch: torch.Tensor) -> np.ndarray:
+        return np.asarray(self.compiled(batch.numpy())[0])
+
+
+def available(backend: str) -> bool:
+    """Whether the runtime package for ``backend`` is installed."""
+    module = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}[backend]
+    return importlib.util.find_spec(module) is not None
+
+
+def _onnx_file(model: EfficientPose, cache: Path) -> Path:
+    from efficientpose.export import export_onnx
+
+    digest = _fingerprint(model)
+    path = cache / f"{model.variant.name}-{digest}.onnx"
+    if not path.is_file():
+        export_onnx(model, path, dynamic_batch=True)
+    return path
+
+
+def _fingerprint(model: EfficientPose) -> str:
+    """A short content hash of the weights, so a cached export never serves other weights."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for key, value in model.state_dict().items():
+        h.update(key.encode())
+        h.update(value.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def make_runner(backend: str, model: EfficientPose, cache: Path, threads: int | None = None) -> Runner:
+    """Build one named backend; a missing runtime gives a UsageError saying which extra to install."""
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}; choose one of: auto, {', '.join(BACKENDS)}")
+    if not available(backend):
+        extra = {"onnxruntime": "onnx", "openvino": "openvino"}[backend]
+        raise UsageError(f"backend {backend!r} is not installed: pip install 'efficientpose[{extra}]'")
+    if backend == "torch":
+        return TorchRunner(model)
+    if backend == "onnxruntime":
+        return OnnxRuntimeRunner(_onnx_file(model, cache), threads)
+    return OpenVinoRunner(_onnx_file(model, cache), threads)
+
+
+def _median_ms(runner: Runner, batch: torch.Tensor, repeats: int = 5) -> float:
+    runner(batch)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        runner(batch)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000)
+
+
+def select_auto(model: EfficientPose, cache: Path, threads: int | None = None,
+                candidates: tuple[str, ...] = BACKENDS) -> Runner:
+    """The fastest installed backend whose heatmaps match torch's (max abs diff <= 1e-3); the choice is cached
+    per model fingerprint and machine in ``cache/backend.json`` so later starts skip the measurement."""
+    choice_file = cache / "backend.json"
+    key = f"{model.variant.name}-{_fingerprint(model)}-{os.cpu_count()}-{threads}"
+    choices: dict[str, str] = {}
+    if choice_file.is_file():
+        try:
+            choices = json.loads(choice_file.read_text())
+        except (OSError, ValueError):
+            choices = {}
+    cached = choices.get(key)
+    if cached in candidates and available(cached):
+        try:
+            return make_runner(cached, model, cache, threads)
+        except Exception:  # noqa: BLE001 - a broken runtime falls back to re-measuring
+            pass
+    reference = TorchRunner(model)
+    size = model.input_size
+    batch = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32))
+    expected = reference(batch)
+    best: tuple[float, Runner] = (_median_ms(reference, batch), reference)
+    for name in candidates:
+        if name == "torch" or not available(name):
+            continue
+        try:
+            runner = make_runner(name, model, cache, threads)
+            if float(np.abs(runner(batch) - expected).max()) > 1e-3:
+                continue
+            ms = _median_ms(runner, batch)
+        except Exception:  # noqa: BLE001 - any failing runtime is simply not chosen
+            continue
+        if ms < best[0]:
+            best = (ms, runner)
+    choices[key] = best[1].name
+    cache.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(choices, f, indent=1)
+    os.replace(tmp, choice_file)
+    return best[1]
