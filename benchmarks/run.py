@@ -1,0 +1,280 @@
+"""Speed benchmark: our backends against the authors' TFLite models under LiteRT, measured interleaved on the
+same real images in one run. Prints markdown tables of medians and ratios and writes JSON.
+
+    python benchmarks/run.py                 # full run (a few minutes on 2 cores)
+    python benchmarks/run.py --quick         # fewer repeats, RT only
+
+Reads weights and images from ../shared (EFFICIENTPOSE_WEIGHTS_DIR defaults to ../shared/weights/efficientpose).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EFFICIENTPOSE_SHARED", ROOT.parent / "shared"))
+os.environ.setdefault("EFFICIENTPOSE_WEIGHTS_DIR", str(SHARED / "weights" / "efficientpose"))
+
+TFLITE = {"rt": "EfficientPoseRT", "i": "EfficientPoseI", "ii": "EfficientPoseII", "rt-lite": "EfficientPoseRT_LITE",
+          "i-lite": "EfficientPoseI_LITE", "ii-lite": "EfficientPoseII_LITE"}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def images(n: int) -> list[Path]:
+    files = sorted((SHARED / "data" / "lsp" / "images").glob("im*.jpg"))[:n]
+    if not files:
+        sys.exit(f"no images under {SHARED / 'data' / 'lsp' / 'images'}")
+    return files
+
+
+def interleaved(fns: dict[str, callable], rounds: int) -> dict[str, float]:
+    """Median milliseconds of each function, called in turn round after round (after one warm-up each)."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - start)
+    return {k: float(np.median(v) * 1000) for k, v in times.items()}
+
+
+def model_latency(names: list[str], rounds: int, threads: int) -> list[dict]:
+    """Batch 1 and 8 model latency of each backend vs LiteRT, plus keypoint agreement on real images."""
+    import torch
+
+    from efficientpose.authors import TFLiteModel, authors_preprocess
+    from efficientpose.decode import decode_argmax
+    from efficientpose.models import load_model
+    from efficientpose.runtime import BACKENDS, available, make_runner
+
+    rows = []
+    cache = Path(tempfile.mkdtemp(prefix="ep-bench-"))
+    for name in names:
+        model = load_model(name)
+        tfl = TFLiteModel(Path(os.environ["EFFICIENTPOSE_WEIGHTS_DIR"]) / "tflite" / f"{TFLITE[name]}.tflite",
+                          num_threads=threads)
+        r = model.input_size
+        mode = model.variant.normalization
+        from efficientpose.io import read_image
+
+        real = np.stack([authors_preprocess(read_image(p), r, mode) for p in images(8)]).astype(np.float32)
+        runners = {b: make_runner(b, model, cache, threads) for b in BACKENDS if available(b)}
+        for batch in (1, 8):
+            nhwc = np.ascontiguousarray(real[:batch])
+            nchw = torch.from_numpy(np.ascontiguousarray(nhwc.transpose(0, 3, 1, 2)))
+            fns = {"litert": lambda x=nhwc, t=tfl: t(x)}
+            fns.update({b: (lambda run=run, x=nchw: run(x)) for b, run in runners.items()})
+            ms = interleaved(fns, rounds)
+            ref = decode_argmax(tfl(nhwc).transpose(0, 3, 1, 2))[..., :2]
+            agree = {b: float((np.abs(decode_argmax(run(nchw))[..., :2] - ref).max(-1) <= 1.0).mean())
+                     for b, run in runners.items()}
+            best = min(runners, key=lambda b: ms[b])
+            rows.append({"model": name, "batch": batch, "ms": ms, "best": best,
+                         "ratio": ms[best] / ms["litert"], "keypoints_within_1px": agree})
+            print(f"  {name} batch {batch}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in ms.items()), file=sys.stderr)
+    return rows
+
+
+def end_to_end(n: int, rounds: int, threads: int) -> dict:
+    """Image file -> keypoints throughput: PoseEstimator vs the authors' pipeline (skimage-style resize, blur,
+    arg-max) with their TFLite RT model."""
+    from efficientpose.authors import TFLiteModel, authors_predict
+    from efficientpose.estimator import PoseEstimator
+    from efficientpose.io import read_image
+
+    files = images(n)
+    est = PoseEstimator("rt", threads=threads)
+    tfl = TFLiteModel(Path(os.environ["EFFICIENTPOSE_WEIGHTS_DIR"]) / "tflite" / "EfficientPoseRT.tflite",
+                      num_threads=threads)
+
+    def ours() -> None:
+        for i in range(0, len(files), 8):
+            est.predict_batch(files[i:i + 8])
+
+    def authors() -> None:
+        for p in files:
+            authors_predict(read_image(p), tfl, "torch", real_time=False)
+
+    ms = interleaved({"ours": ours, "authors": authors}, rounds)
+    return {"images": len(files), "backend": est.backend,
+            "ours_img_per_s": len(files) / ms["ours"] * 1000, "authors_img_per_s": len(files) / ms["authors"] * 1000,
+            "ratio": ms["authors"] / ms["ours"]}
+
+
+def video_fps(frames: int, threads: int) -> dict:
+    """Frames per second of the predict job on a 640x480 clip made from the real squats video (RT, smoothing on,
+    no drawing)."""
+    import cv2
+
+    from efficientpose.estimator import PoseEstimator
+    from efficientpose.predict import PredictOptions, predict_video
+
+    tmp = Path(tempfile.mkdtemp(prefix="ep-video-"))
+    clip = tmp / "clip640x480.mp4"
+    cap = cv2.VideoCapture(str(SHARED / "data" / "video" / "squats_front.mp4"))
+    out = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 30, (640, 480))
+    src = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        canvas = np.full((480, 640, 3), 128, np.uint8)
+        small = cv2.resize(f, (270, 480))
+        canvas[:, 185:455] = small
+        src.append(canvas)
+    for i in range(frames):
+        out.write(src[i % len(src)])
+    out.release()
+    est = PoseEstimator("rt", threads=threads)
+    options = PredictOptions(output=tmp / "out", smooth=True, draw=False, progress=False)
+    predict_video(clip, est, options)  # warm-up
+    start = time.perf_counter()
+    predict_video(clip, est, options)
+    elapsed = time.perf_counter() - start
+    return {"frames": frames, "size": "640x480", "fps": frames / elapsed, "backend": est.backend}
+
+
+def peak_memory(which: str, n: int) -> float:
+    """Peak resident memory (MiB) of a fresh process running one pipeline over ``n`` images."""
+    code = (f"import sys; sys.argv=['x']; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import run; "
+            f"run._memory_probe({which!r}, {n})")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _memory_probe(which: str, n: int) -> None:
+    files = images(n)
+    if which == "ours":
+        from efficientpose.estimator import PoseEstimator
+
+        est = PoseEstimator("rt")
+        for i in range(0, len(files), 8):
+            est.predict_batch(files[i:i + 8])
+    else:
+        from efficientpose.authors import TFLiteModel, authors_predict
+        from efficientpose.io import read_image
+
+        tfl = TFLiteModel(Path(os.environ["EFFICIENTPOSE_WEIGHTS_DIR"]) / "tflite" / "EfficientPoseRT.tflite")
+        for p in files:
+            authors_predict(read_image(p), tfl, "torch")
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def comparison(rounds: int) -> list[dict]:
+    """The paper's comparison table with measured parameters, FLOPs and torch batch-1 latency, OpenPose included."""
+    import torch
+
+    from efficientpose.models import VARIANTS
+    from efficientpose.models.counting import count_flops, count_parameters
+    from efficientpose.models.efficientpose import EfficientPose
+    from efficientpose.models.fuse import optimize_for_inference
+    from efficientpose.models.openpose import OpenPose
+    from efficientpose.models.variants import OPENPOSE_PUBLISHED
+
+    rows = []
+    nets = {name: (EfficientPose(v), v.input_size, v.published) for name, v in VARIANTS.items()}
+    nets["openpose"] = (OpenPose(), OPENPOSE_PUBLISHED["input_size"], OPENPOSE_PUBLISHED)
+    for name, (net, size, published) in nets.items():
+        net.eval()
+        params = count_parameters(net)
+        flops = count_flops(net, size)
+        fast = optimize_for_inference(net) if name != "openpose" else net
+        x = torch.randn(1, 3, size, size)
+        with torch.inference_mode():
+            ms = interleaved({"torch": lambda f=fast, x=x: f(x)}, max(3, rounds // 3))["torch"]
+        rows.append({"model": name, "params": params, "flops": flops, "torch_ms": ms,
+                     "pckh50_published": published.get("pckh50"), "pckh10_published": published.get("pckh10")})
+    base = rows[-1]
+    for row in rows:
+        row["param_reduction"] = base["params"] / row["params"]
+        row["flop_reduction"] = base["flops"] / row["flops"]
+    return rows
+
+
+def markdown(result: dict) -> str:
+    lines = [f"Measured {result['date']} on {result['cpu']} ({result['cores']} cores), torch {result['torch']}, "
+             f"{result['threads']} threads.", ""]
+    lines += ["| model | batch | LiteRT (authors) ms | torch ms | onnxruntime ms | openvino ms | best / LiteRT | "
+              "keypoints within 1 px |", "|---|---|---|---|---|---|---|---|"]
+    for r in result["latency"]:
+        ms = r["ms"]
+        agree = r["keypoints_within_1px"][r["best"]]
+        lines.append(f"| {r['model']} | {r['batch']} | {ms['litert']:.1f} | {ms.get('torch', float('nan')):.1f} | "
+                     f"{ms.get('onnxruntime', float('nan')):.1f} | {ms.get('openvino', float('nan')):.1f} | "
+                     f"{r['ratio']:.2f}x ({r['best']}) | {agree:.1%} |")
+    e = result["end_to_end"]
+    lines += ["", "| end to end (RT, image file -> keypoints) | images/s |", "|---|---|",
+              f"| ours ({e['backend']}, batch 8, refined decoding) | {e['ours_img_per_s']:.1f} |",
+              f"| authors' pipeline (skimage-style resize, blur, arg-max, LiteRT) | {e['authors_img_per_s']:.1f} |",
+              f"| ratio | {e['ratio']:.2f}x |"]
+    v = result["video"]
+    lines += ["", f"Video: {v['fps']:.1f} frames/s ({v['size']}, RT, smoothing on, no drawing, {v['backend']}).",
+              f"Peak memory over {result['memory']['images']} images: ours {result['memory']['ours_mib']:.0f} MiB, "
+              f"authors' pipeline {result['memory']['authors_mib']:.0f} MiB."]
+    if result.get("comparison"):
+        lines += ["", "| model | params | reduction | GFLOPs | reduction | torch batch-1 ms | PCKh@50 (published) | "
+                  "PCKh@10 (published) |", "|---|---|---|---|---|---|---|---|"]
+        for r in result["comparison"]:
+            lines.append(f"| {r['model']} | {r['params'] / 1e6:.2f}M | {r['param_reduction']:.1f}x | "
+                         f"{r['flops'] / 1e9:.2f} | {r['flop_reduction']:.1f}x | {r['torch_ms']:.1f} | "
+                         f"{r['pckh50_published'] or '-'} | {r['pckh10_published'] or '-'} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="RT only, fewer repeats")
+    parser.add_argument("--models", default="rt,i,ii,rt-lite,i-lite,ii-lite")
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--no-comparison", action="store_true")
+    parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    names = ["rt"] if args.quick else args.models.split(",")
+    rounds = 10 if args.quick else args.rounds
+    result = {"date": str(date.today()), "cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
+              "threads": args.threads}
+    print("model latency ...", file=sys.stderr)
+    result["latency"] = model_latency(names, rounds, args.threads)
+    print("end to end ...", file=sys.stderr)
+    result["end_to_end"] = end_to_end(40 if args.quick else 100, 3 if args.quick else 5, args.threads)
+    print("video ...", file=sys.stderr)
+    result["video"] = video_fps(150 if args.quick else 300, args.threads)
+    print("memory ...", file=sys.stderr)
+    result["memory"] = {"images": 50, "ours_mib": peak_memory("ours", 50), "authors_mib": peak_memory("authors", 50)}
+    if not args.no_comparison and not args.quick:
+        print("comparison table ...", file=sys.stderr)
+        result["comparison"] = comparison(rounds)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=1))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
