@@ -98,9 +98,117 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_report(args: argparse.Namespace, samples: list, model: str | None = None):
+    """Predictions for ``samples`` (from a file, the authors' pipeline, or our estimator) scored into a Report."""
+    from efficientpose.evaluate import evaluate, load_predictions
+
+    dataset = f"{args.dataset}/{args.split or 'default'}"
+    if args.predictions is not None:
+        return evaluate(samples, load_predictions(args.predictions), alpha=args.alpha, dataset=dataset)
+    if args.pipeline == "authors":
+        import os
+
+        from efficientpose.models.variants import get_variant
+        from efficientpose.predict_samples import predict_samples_authors
+
+        variant = get_variant(model or args.model)
+        tflite = next(f for f in variant.files if f.relpath.endswith(".tflite"))
+        folder = os.environ.get("EFFICIENTPOSE_WEIGHTS_DIR")
+        path = args.weights if args.weights else (Path(folder) / tflite.relpath if folder else None)
+        if path is None or not path.is_file() or path.suffix != ".tflite":
+            raise UsageError(f"--pipeline authors needs the authors' {tflite.relpath}: set EFFICIENTPOSE_WEIGHTS_DIR "
+                             f"or pass --weights FILE.tflite")
+        poses = predict_samples_authors(samples, path, variant.normalization)
+    else:
+        from efficientpose.estimator import PoseEstimator
+        from efficientpose.predict_samples import predict_samples
+
+        estimator = PoseEstimator(model or args.model, args.weights, backend=args.backend, flip=args.flip,
+                                  decoder=args.decoder)
+        poses = predict_samples(samples, estimator, batch_size=args.batch_size)
+    return evaluate(samples, poses, alpha=args.alpha, dataset=dataset)
+
+
+def _samples(args: argparse.Namespace) -> list:
+    """The samples to evaluate: all of the split, or (``--available-only``) those whose images exist, said aloud."""
+    from efficientpose.evaluate import open_dataset
+
+    samples = open_dataset(args.dataset, args.root, args.split, require_images=not args.available_only)
+    if args.available_only:
+        present = [s for s in samples if Path(s.image).is_file()]
+        print(f"{len(present)} of {len(samples)} samples have their image; evaluating those", file=sys.stderr)
+        samples = present
+    if not samples:
+        raise UsageError(f"{args.root}: no samples to evaluate")
+    return samples[: args.limit] if args.limit else samples
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from efficientpose.io import atomic_write_text
+
+    samples = _samples(args)
+    report = _evaluate_report(args, samples)
+    print(report.to_text())
+    args.output.mkdir(parents=True, exist_ok=True)
+    stem = f"{args.dataset}-{args.split or 'default'}-{args.model if args.predictions is None else 'predictions'}"
+    report.write_json(args.output / f"{stem}.json")
+    report.plot_curve(args.output / f"{stem}-curve.png")
+    atomic_write_text(args.output / f"{stem}.md", report.to_text() + "\n")
+    print(f"report: {args.output / (stem + '.json')}, curve: {args.output / (stem + '-curve.png')}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from efficientpose.compare import comparison_table, to_markdown
+    from efficientpose.errors import WeightsError
+    from efficientpose.models.variants import get_variant
+
+    names = [get_variant(n).name for n in args.models.split(",")]
+    samples = _samples(args) if args.root is not None else None
+
+    def measure(name: str) -> tuple[float, float] | None:
+        if samples is None:
+            return None
+        try:
+            at50 = _evaluate_report(args, samples, name)
+        except WeightsError as exc:
+            print(f"{name}: accuracy not measured ({exc})", file=sys.stderr)
+            return None
+        return at50.mean, _pck_at(at50, 0.1)
+
+    print(to_markdown(comparison_table(names, latency=not args.no_latency, measure=measure)))
+    return 0
+
+
+def _pck_at(report, alpha: float) -> float:
+    """The mean PCK(h) at ``alpha`` read off the report's alpha curve."""
+    import numpy as np
+
+    index = int(np.argmin(np.abs(report.curve_alpha - alpha)))
+    return float(report.curve["Mean"][index])
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "predict": cmd_predict, "models": cmd_models, "export": cmd_export,
+    "predict": cmd_predict, "models": cmd_models, "export": cmd_export, "evaluate": cmd_evaluate,
+    "compare": cmd_compare,
 }
+
+
+def _add_eval_args(p: argparse.ArgumentParser, dataset_required: bool) -> None:
+    p.add_argument("--dataset", choices=("mpii", "lsp", "lspet", "coco"), required=dataset_required,
+                   default=None if dataset_required else "mpii")
+    p.add_argument("--root", type=Path, required=dataset_required, help="dataset folder")
+    p.add_argument("--split", help="mpii: valid|train; lsp: train|test|all; lspet: all; coco: a JSON stem")
+    p.add_argument("--limit", type=int, help="only the first N samples (quick checks)")
+    p.add_argument("--available-only", action="store_true",
+                   help="evaluate only the samples whose images exist (by default a missing image is an error)")
+    p.add_argument("--pipeline", choices=("ours", "authors"), default="ours",
+                   help="authors: their TFLite model with their pre- and post-processing")
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--decoder", choices=("refined", "argmax"), default="refined")
+    p.add_argument("--flip", action="store_true")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--alpha", type=float, help="threshold fraction (default 0.5 for PCKh, 0.2 for PCK)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +245,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dynamic-batch", action="store_true", help="make the batch axis dynamic")
     p.add_argument("--int8", action="store_true", help="static int8 quantisation calibrated on real images")
     p.add_argument("--calibration", type=Path, help="folder of images for int8 calibration")
+
+    p = sub.add_parser("evaluate", help="PCKh/PCK of a model or a predictions file on MPII, LSP, LSPET or COCO")
+    _add_model_args(p)
+    _add_eval_args(p, dataset_required=True)
+    p.add_argument("--predictions", type=Path, help="score this predict-format JSON instead of running a model")
+    p.add_argument("--output", type=Path, default=Path("efficientpose-eval"), help="folder for the report")
+
+    p = sub.add_parser("compare", help="the paper's comparison table against OpenPose")
+    p.add_argument("--models", default="rt,i,ii,iii,iv,rt-lite,i-lite,ii-lite")
+    p.add_argument("--weights", type=Path, default=None, help=argparse.SUPPRESS)
+    _add_eval_args(p, dataset_required=False)
+    p.add_argument("--no-latency", action="store_true", help="skip the CPU latency column")
+    p.set_defaults(predictions=None, model="rt")
     return parser
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -58,14 +57,7 @@ class PoseEstimator:
 
     def prepare(self, image: ImageLike, roi: Box | None = None) -> tuple[np.ndarray, Letterbox, tuple[int, int]]:
         """Letterboxed uint8 input (R, R, 3), its geometry, and the (x, y) offset of the crop in the image."""
-        rgb = to_rgb_array(image)
-        offset = (0, 0)
-        if roi is not None:
-            h, w = rgb.shape[:2]
-            x0, y0 = max(0, int(np.floor(roi[0]))), max(0, int(np.floor(roi[1])))
-            x1, y1 = min(w, int(np.ceil(roi[2]))), min(h, int(np.ceil(roi[3])))
-            if x1 - x0 >= 8 and y1 - y0 >= 8:
-                rgb, offset = rgb[y0:y1, x0:x1], (x0, y0)
+        rgb, offset = crop(to_rgb_array(image), roi)
         boxed, geometry = letterbox(rgb, self.size)
         return boxed, geometry, offset
 
@@ -102,6 +94,14 @@ class PoseEstimator:
         return poses
 
 
-def load_image_for(path: str | Path) -> np.ndarray:
-    """Read an image file as the estimator would (EXIF-rotated RGB uint8)."""
-    return to_rgb_array(Path(path))
+def crop(image: np.ndarray, box: Box | None) -> tuple[np.ndarray, tuple[int, int]]:
+    """The part of ``image`` inside ``box`` (clipped to the image; the whole image if that leaves < 8 px) and its
+    top-left offset in the image."""
+    if box is None:
+        return image, (0, 0)
+    h, w = image.shape[:2]
+    x0, y0 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
+    x1, y1 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return image, (0, 0)
+    return image[y0:y1, x0:x1], (x0, y0)
