@@ -188,9 +188,44 @@ def _pck_at(report, alpha: float) -> float:
     return float(report.curve["Mean"][index])
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from efficientpose.analysis import analyze, load_predictions
+    from efficientpose.draw import draw_pose
+    from efficientpose.errors import InputError
+    from efficientpose.io import classify
+    from efficientpose.pose import Pose
+
+    source: Path = args.input
+    if not source.is_file():
+        raise InputError(f"{source}: no such file")
+    if source.suffix.lower() == ".json":
+        predictions = load_predictions(source)
+        video = Path(predictions["file"]) if Path(str(predictions.get("file", ""))).is_file() else None
+    elif classify(source) == "video":
+        from efficientpose.predict import PredictOptions, predict_video
+
+        options = PredictOptions(output=args.output, formats=("json",), smooth=True)
+        written = predict_video(source, _estimator(args), options)
+        predictions, video = load_predictions(written[0]), source
+    else:
+        raise UsageError(f"{source}: give a video or a predictions JSON written by 'efficientpose predict'")
+
+    def drawer(bgr: np.ndarray, kp: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        pose = Pose(np.where(valid[:, None], kp, np.nan))
+        return draw_pose(np.ascontiguousarray(bgr[..., ::-1]), pose, threshold=args.threshold)[..., ::-1].copy()
+
+    result = analyze(predictions, args.output, video=video, score_threshold=args.threshold, drawer=drawer)
+    reps = result.summary.get("repetitions", {})
+    print(f"{reps.get('count', 0)} repetitions of {reps.get('signal', 'the main angle')}; "
+          f"report: {args.output / 'report.html'}")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "predict": cmd_predict, "models": cmd_models, "export": cmd_export, "evaluate": cmd_evaluate,
-    "compare": cmd_compare,
+    "compare": cmd_compare, "analyze": cmd_analyze,
 }
 
 
@@ -258,6 +293,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_args(p, dataset_required=False)
     p.add_argument("--no-latency", action="store_true", help="skip the CPU latency column")
     p.set_defaults(predictions=None, model="rt")
+
+    p = sub.add_parser("analyze", help="joint angles, range of motion, symmetry, repetitions and an HTML report")
+    p.add_argument("input", type=Path, help="a video, or a video predictions JSON from 'efficientpose predict'")
+    _add_model_args(p)
+    p.add_argument("--output", type=Path, default=Path("efficientpose-analysis"), help="output folder")
+    p.add_argument("--threshold", type=float, default=0.3, help="keypoint score below which a frame is a gap")
+    p.add_argument("--backend", default="auto")
     return parser
 
 

@@ -1,0 +1,350 @@
+"""Everything the analysis writes: angles.csv, summary.json, PNG plots, key frames and one self-contained report.html.
+
+All files are written atomically (efficientpose.io.atomic_write_bytes). The HTML embeds its images as base64
+data URIs and references nothing outside itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from efficientpose.analysis.angles import ANGLE_NAMES, PAIRS, Flag
+from efficientpose.errors import InputError
+from efficientpose.io import atomic_write_bytes
+from efficientpose.skeleton import KEYPOINTS, MPII_LIMBS
+
+if TYPE_CHECKING:
+    from efficientpose.analysis import Analysis
+
+#: Draws a skeleton: (BGR image, (K, 3) keypoints, (K,) valid mask) -> BGR image.
+Drawer = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+#: One plot per joint (left and right on one axis) and one for the two inclinations.
+PLOTS: dict[str, tuple[str, ...]] = {**PAIRS, "inclination": ("trunk_inclination", "neck_inclination")}
+_COLOURS = {"left": "tab:blue", "right": "tab:orange", "trunk": "tab:green", "neck": "tab:purple"}
+
+
+def csv_bytes(columns: dict[str, np.ndarray]) -> bytes:
+    """One row per frame; empty cells for NaN; floats with 6 significant digits."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(list(columns))
+    for row in zip(*columns.values(), strict=True):
+        writer.writerow([_cell(v) for v in row])
+    return buf.getvalue().encode("utf-8")
+
+
+def _cell(v: object) -> str:
+    if isinstance(v, (float, np.floating)):
+        return f"{v:.6g}" if np.isfinite(v) else ""
+    return str(v)
+
+
+def json_bytes(data: dict) -> bytes:
+    """Strict JSON (no NaN): the summary already holds None wherever a value is undefined."""
+    return (json.dumps(data, indent=2, allow_nan=False) + "\n").encode("utf-8")
+
+
+def plot_png(
+    title: str,
+    times: np.ndarray,
+    series: dict[str, np.ndarray],
+    flags: dict[str, np.ndarray],
+    repetitions: Iterable[dict] = (),
+) -> bytes:
+    """One angle-over-time plot as PNG bytes: the given series on one axis, gaps as breaks with a rug, reps shaded."""
+    from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend and figures alone
+
+    fig = Figure(figsize=(8, 3.2), dpi=100)
+    ax = fig.add_subplot()
+    for name, values in series.items():
+        colour = _COLOURS.get(name.split("_")[0])
+        ax.plot(times, values, label=name.replace("_", " "), color=colour, linewidth=1.8, marker=".", markersize=3)
+    for i, rep in enumerate(repetitions):
+        ax.axvspan(rep["start_time"], rep["end_time"], color="0.85", zorder=0, label="repetition" if i == 0 else None)
+        ax.axvline(rep["peak_time"], color="0.4", linestyle="--", linewidth=0.8)
+        ax.annotate(str(rep["index"]), (rep["peak_time"], 1.0), xycoords=("data", "axes fraction"),
+                    ha="center", va="bottom", fontsize=8)
+    missing = np.zeros(len(times), dtype=bool)
+    for name in series:
+        missing |= flags[name] != Flag.OK
+    if missing.any():
+        ax.plot(times[missing], np.zeros(int(missing.sum())), "|", color="red", markersize=10,
+                transform=ax.get_xaxis_transform(), label="missing (gap/undefined)")
+    ax.set_title(title, fontsize=10, pad=12)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("angle (deg)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    return buf.getvalue()
+
+
+def read_frames(video: str | os.PathLike, indices: Iterable[int]) -> dict[int, np.ndarray]:
+    """BGR frames of ``video`` at the given 0-based indices, read in order (seeking is unreliable in some codecs)."""
+    wanted = sorted(set(int(i) for i in indices))
+    cap = cv2.VideoCapture(str(video))
+    if not cap.isOpened():
+        raise InputError(f"{video}: cannot open video")
+    frames: dict[int, np.ndarray] = {}
+    try:
+        i = 0
+        for target in wanted:
+            while i < target and cap.grab():
+                i += 1
+            ok, image = cap.read() if i == target else (False, None)
+            if not ok:
+                break
+            frames[target] = image
+            i += 1
+    finally:
+        cap.release()
+    return frames
+
+
+def draw_skeleton(image: np.ndarray, keypoints: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """A simple skeleton (MPII limbs, person's left in blue, right in orange) on a copy of ``image``."""
+    out = image.copy()
+    scale = max(1, round(max(out.shape[:2]) / 400))
+    pts = np.asarray(keypoints, dtype=np.float64)[:, :2]
+    for a, b in MPII_LIMBS:
+        if valid[a] and valid[b]:
+            colour = _bgr(KEYPOINTS[b])
+            cv2.line(out, _px(pts[a]), _px(pts[b]), colour, 2 * scale, cv2.LINE_AA)
+    for i in np.flatnonzero(valid):
+        cv2.circle(out, _px(pts[i]), 3 * scale, _bgr(KEYPOINTS[i]), -1, cv2.LINE_AA)
+    return out
+
+
+def _bgr(name: str) -> tuple[int, int, int]:
+    if name.startswith("left_"):
+        return (200, 120, 30)
+    if name.startswith("right_"):
+        return (30, 140, 255)
+    return (60, 200, 60)
+
+
+def _px(p: np.ndarray) -> tuple[int, int]:
+    return int(round(p[0])), int(round(p[1]))
+
+
+def keyframe_jpeg(
+    image: np.ndarray | None,
+    size: tuple[int, int],
+    keypoints: np.ndarray,
+    valid: np.ndarray,
+    labels: dict[str, str],
+    drawer: Drawer = draw_skeleton,
+    max_height: int = 480,
+) -> bytes:
+    """An annotated key frame as JPEG: skeleton plus angle labels beside their joints, on the video frame or white."""
+    canvas = image if image is not None else np.full((size[1], size[0], 3), 255, dtype=np.uint8)
+    out = drawer(canvas, keypoints, valid)
+    f = min(1.0, max_height / out.shape[0])
+    if f < 1.0:
+        out = cv2.resize(out, (max(1, round(out.shape[1] * f)), max_height), interpolation=cv2.INTER_AREA)
+    xy = np.asarray(keypoints, dtype=np.float64)[:, :2] * f
+    font, size_, thick = cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1
+    for name, text in labels.items():  # drawn after resizing (crisp), outward: away from the other side's joint
+        i = KEYPOINTS.index(name)
+        if not valid[i]:
+            continue
+        mate = KEYPOINTS.index(name.replace("left_", "right_") if "left_" in name else name.replace("right_", "left_"))
+        (w, h), base = cv2.getTextSize(text, font, size_, thick)
+        x, y = _px(xy[i])
+        x = x - 8 - w if valid[mate] and mate != i and xy[i, 0] < xy[mate, 0] else x + 8
+        cv2.rectangle(out, (x - 2, y - h - 2), (x + w + 2, y + base), (255, 255, 255), -1)
+        cv2.putText(out, text, (x, y), font, size_, (0, 0, 0), thick, cv2.LINE_AA)
+    ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        raise RuntimeError("JPEG encoding of a key frame failed")
+    return buf.tobytes()
+
+
+def _fmt(v: float | None, digits: int = 1) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def _data_uri(mime: str, data: bytes) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
+table{border-collapse:collapse;margin:1em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em .6em;
+text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+img{max-width:100%;height:auto}figure{display:inline-block;margin:.5em;vertical-align:top}
+figcaption{font-size:.85em;max-width:360px}.plots img{display:block;margin:1em 0}.note{color:#555;font-size:.9em}
+"""
+
+
+def html_report(summary: dict, plots: dict[str, bytes], keyframes: list[tuple[str, bytes]]) -> str:
+    """The report page: summary, missing data, tables, plots and key frames, all inline."""
+    e = html.escape
+    s = summary
+    miss = s["missing"]
+    reps = s["repetitions"]
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">',
+        f"<title>Movement analysis: {e(str(s.get('file') or ''))}</title><style>{_CSS}</style></head><body>",
+        f"<h1>Movement analysis</h1><p><b>{e(str(s.get('file') or 'unnamed clip'))}</b>: {s['frames']} frames, "
+        f"{_fmt(s['duration'])} s at {_fmt(s.get('fps'))} fps, model {e(str(s.get('model') or '?'))}.</p>",
+        f"<p><b>Repetitions</b> ({e(reps['signal'].replace('_', ' '))}): {reps['count']} "
+        f"({reps['complete']} complete).</p>",
+        f"<p><b>Missing data</b>: keypoints scored below {s['score_threshold']:g} are gaps, never filled in. "
+        f"{miss['frames_with_missing_angles']} of {miss['frames']} frames "
+        f"({100 * miss['fraction_frames_with_missing_angles']:.1f}%) miss at least one angle.</p>",
+        "<h2>Range of motion</h2><table><tr><th>angle</th><th>min (frame)</th><th>max (frame)</th><th>mean</th>"
+        "<th>range</th><th>max speed (deg/s)</th><th>gap</th><th>undefined</th></tr>",
+    ]
+    for name in ANGLE_NAMES:
+        a, m = s["angles"][name], miss["angles"][name]
+        mn = f"{_fmt(a.get('min'))} ({a.get('min_frame', '–')})" if a.get("min") is not None else "–"
+        mx = f"{_fmt(a.get('max'))} ({a.get('max_frame', '–')})" if a.get("max") is not None else "–"
+        parts.append(
+            f"<tr><td>{e(name.replace('_', ' '))}</td><td>{mn}</td><td>{mx}</td><td>{_fmt(a.get('mean'))}</td>"
+            f"<td>{_fmt(a.get('range'))}</td><td>{_fmt(a.get('max_speed'), 0)}</td><td>{m['gap']}</td>"
+            f"<td>{m['undefined']}</td></tr>"
+        )
+    parts.append("</table><h2>Left/right symmetry</h2><table><tr><th>joint</th><th>left range</th>"
+                 "<th>right range</th><th>symmetry index (%)</th><th>mean |L&minus;R|</th></tr>")
+    for joint, sym in s["symmetry"].items():
+        parts.append(
+            f"<tr><td>{e(joint.replace('_', ' '))}</td><td>{_fmt(sym['left_range'])}</td>"
+            f"<td>{_fmt(sym['right_range'])}</td><td>{_fmt(sym['symmetry_index'])}</td>"
+            f"<td>{_fmt(sym['mean_abs_difference'])}</td></tr>"
+        )
+    parts.append('</table><p class="note">Symmetry index = 100 &times; (L &minus; R) / mean(L, R) on the ranges; '
+                 "positive = left moves more.</p>")
+    if reps["items"]:
+        parts.append("<h2>Repetitions</h2><table><tr><th>#</th><th>start frame</th><th>peak frame</th>"
+                     "<th>end frame</th><th>peak (deg)</th><th>range (deg)</th><th>duration (s)</th>"
+                     "<th>complete</th></tr>")
+        for r in reps["items"]:
+            parts.append(
+                f"<tr><td>{r['index']}</td><td>{r['start_frame']}</td><td>{r['peak_frame']}</td>"
+                f"<td>{r['end_frame']}</td><td>{_fmt(r['peak_value'])}</td><td>{_fmt(r['range'])}</td>"
+                f"<td>{_fmt(r['duration'], 2)}</td><td>{'yes' if r['complete'] else 'no (cut off)'}</td></tr>"
+            )
+        parts.append("</table>")
+    parts.append('<h2>Angles over time</h2><div class="plots">')
+    for title, png in plots.items():
+        parts.append(f'<img src="{_data_uri("image/png", png)}" alt="{e(title)} over time">')
+    parts.append("</div>")
+    if keyframes:
+        parts.append("<h2>Key frames</h2><div>")
+        for caption, jpg in keyframes:
+            parts.append(f'<figure><img src="{_data_uri("image/jpeg", jpg)}" alt="{e(caption)}">'
+                         f"<figcaption>{e(caption)}</figcaption></figure>")
+        parts.append("</div>")
+    parts.append('<p class="note">Angles in degrees from 2D image keypoints. Flexion and elevation angles are 0 '
+                 "when the limb is straight or hanging along the trunk; inclinations are signed, positive = "
+                 "leaning toward the image's right. See docs/analysis.md.</p></body></html>")
+    return "\n".join(parts)
+
+
+#: The keypoint an angle's label is drawn beside.
+_VERTEX = {
+    "elbow_flexion": "elbow", "shoulder_elevation": "shoulder", "hip_flexion": "hip", "knee_flexion": "knee",
+}
+
+
+def _labels(analysis: Analysis, i: int, signal: str) -> dict[str, str]:
+    """Angle labels for frame ``i``: the repetition signal's joint(s) plus the trunk inclination."""
+    joint = signal.removeprefix("left_").removeprefix("right_")
+    names = [n for n in PAIRS.get(joint, (signal,)) if n in analysis.angles] + ["trunk_inclination"]
+    labels = {}
+    for name in names:
+        value = analysis.angles[name][i]
+        if not np.isfinite(value):
+            continue
+        side, _, rest = name.partition("_")
+        vertex = f"{side}_{_VERTEX[rest]}" if rest in _VERTEX else ("thorax" if name.startswith("trunk") else None)
+        if vertex in KEYPOINTS:
+            labels[vertex] = f"{value:.0f} deg"
+    return labels
+
+
+def select_keyframes(analysis: Analysis, limit: int = 6) -> list[tuple[int, str]]:
+    """(series index, caption) of a few telling frames: least and greatest signal, then each repetition's peak."""
+    signal, name = analysis.signal, analysis.summary["repetitions"]["signal"]
+    ok = np.flatnonzero(np.isfinite(signal))
+    if ok.size == 0:
+        return []
+    label = name.replace("_", " ")
+    picks = [(int(ok[np.argmin(signal[ok])]), f"least {label}"), (int(ok[np.argmax(signal[ok])]), f"greatest {label}")]
+    index_of = {int(f): i for i, f in enumerate(analysis.frames)}
+    for rep in analysis.repetitions:
+        picks.append((index_of[rep["peak_frame"]], f"repetition {rep['index']} at its peak"))
+    seen: dict[int, str] = {}
+    for i, caption in picks:
+        seen[i] = f"{seen[i]}; {caption}" if i in seen else caption
+    chosen = list(seen.items())[:limit]
+    out = []
+    for i, caption in sorted(chosen):
+        values = ", ".join(
+            f"{n.replace('_', ' ')} {analysis.angles[n][i]:.0f}°" for n in PAIRS.get(name, (name,))
+            if n in analysis.angles and np.isfinite(analysis.angles[n][i])
+        )
+        t = analysis.times[i]
+        out.append((i, f"Frame {analysis.frames[i]} ({t:.1f} s): {caption}" + (f". {values}" if values else "")))
+    return out
+
+
+def write_outputs(
+    analysis: Analysis,
+    output_dir: str | os.PathLike,
+    video: str | os.PathLike | None = None,
+    drawer: Drawer | None = None,
+) -> dict[str, Path]:
+    """Write angles.csv, summary.json, one PNG per plot, report.html; key frames come from ``video`` if given."""
+    out = Path(output_dir)
+    written = {
+        "csv": atomic_write_bytes(out / "angles.csv", csv_bytes(analysis.table())),
+        "summary": atomic_write_bytes(out / "summary.json", json_bytes(analysis.summary)),
+    }
+    reps = analysis.repetitions
+    plots: dict[str, bytes] = {}
+    for plot, names in PLOTS.items():
+        series = {n: analysis.angles[n] for n in names}
+        png = plot_png(plot.replace("_", " "), analysis.times, series, analysis.flags, reps)
+        plots[plot] = png
+        written[f"plot_{plot}"] = atomic_write_bytes(out / f"{plot}.png", png)
+    picks = select_keyframes(analysis)
+    images = read_frames(video, [analysis.frames[i] for i, _ in picks]) if video is not None and picks else {}
+    size = _canvas_size(analysis)
+    keyframes = []
+    signal = analysis.summary["repetitions"]["signal"]
+    for i, caption in picks:
+        image = images.get(int(analysis.frames[i]))
+        jpg = keyframe_jpeg(image, size, analysis.keypoints[i], analysis.valid[i], _labels(analysis, i, signal),
+                            drawer or draw_skeleton)
+        keyframes.append((caption, jpg))
+    written["html"] = atomic_write_bytes(out / "report.html",
+                                         html_report(analysis.summary, plots, keyframes).encode("utf-8"))
+    return written
+
+
+def _canvas_size(analysis: Analysis) -> tuple[int, int]:
+    """(width, height) for drawing without video: the clip's size, else the keypoints' extent plus a margin."""
+    w, h = analysis.summary.get("width"), analysis.summary.get("height")
+    if w and h:
+        return int(w), int(h)
+    xy = analysis.keypoints[..., :2][analysis.valid]
+    if xy.size == 0:
+        return 320, 240
+    return int(np.ceil(xy[:, 0].max() + 20)), int(np.ceil(xy[:, 1].max() + 20))

@@ -1,0 +1,125 @@
+"""Per-angle range of motion, left/right symmetry, missing-data counts and the summary dict (summary.json)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from efficientpose.analysis.angles import ANGLE_NAMES, PAIRS, Flag
+
+
+def _num(x: float) -> float | None:
+    """A JSON-safe number: None for NaN or infinity."""
+    return float(x) if np.isfinite(x) else None
+
+
+def range_of_motion(
+    values: np.ndarray, times: np.ndarray, frames: np.ndarray, velocity: np.ndarray | None = None
+) -> dict:
+    """min/max (with the first frame and time where each occurs), mean and range of the measured values."""
+    values = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(values)
+    out: dict = {"valid_frames": int(ok.sum())}
+    if not ok.any():
+        return out | dict.fromkeys(("min", "min_frame", "min_time", "max", "max_frame", "max_time", "mean", "range"))
+    filled = np.where(ok, values, np.nan)
+    i_min = int(np.nanargmin(filled))
+    i_max = int(np.nanargmax(filled))
+    out |= {
+        "min": float(values[i_min]), "min_frame": int(frames[i_min]), "min_time": float(times[i_min]),
+        "max": float(values[i_max]), "max_frame": int(frames[i_max]), "max_time": float(times[i_max]),
+        "mean": float(values[ok].mean()), "range": float(values[i_max] - values[i_min]),
+    }
+    if velocity is not None:
+        speed = np.abs(np.asarray(velocity, dtype=np.float64))
+        has = np.isfinite(speed)
+        if has.any():
+            i = int(np.nanargmax(np.where(has, speed, np.nan)))
+            out |= {"max_speed": float(speed[i]), "max_speed_frame": int(frames[i])}
+    return out
+
+
+def symmetry(left: np.ndarray, right: np.ndarray) -> dict:
+    """Left/right comparison of one joint: ranges, symmetry index and mean absolute difference.
+
+    Symmetry index (Robinson et al. 1987) on the ranges of motion: 100 x (L - R) / ((L + R) / 2) percent;
+    0 = symmetric, positive = the left side moves more. None when undefined (no data, or both ranges zero).
+    """
+    left, right = np.asarray(left, dtype=np.float64), np.asarray(right, dtype=np.float64)
+
+    def rng(a: np.ndarray) -> float | None:
+        finite = a[np.isfinite(a)]
+        return float(finite.max() - finite.min()) if finite.size else None
+
+    lr, rr = rng(left), rng(right)
+    both = np.isfinite(left) & np.isfinite(right)
+    index = None
+    if lr is not None and rr is not None and lr + rr > 0:
+        index = 100.0 * (lr - rr) / ((lr + rr) / 2)
+    return {
+        "left_range": lr,
+        "right_range": rr,
+        "symmetry_index": index,
+        "mean_abs_difference": float(np.abs(left[both] - right[both]).mean()) if both.any() else None,
+        "frames_compared": int(both.sum()),
+    }
+
+
+def missing_report(flags: dict[str, np.ndarray], valid: np.ndarray, keypoint_names: tuple[str, ...]) -> dict:
+    """How much was missing: per keypoint (fraction below the threshold), per angle (gap/undefined counts)."""
+    frames = int(valid.shape[0])
+    stack = np.stack([flags[n] for n in ANGLE_NAMES]) if flags else np.zeros((0, frames), dtype=np.uint8)
+    any_gap = (stack != Flag.OK).any(axis=0) if stack.size else np.zeros(frames, dtype=bool)
+    return {
+        "frames": frames,
+        "frames_with_missing_angles": int(any_gap.sum()),
+        "fraction_frames_with_missing_angles": float(any_gap.mean()) if frames else 0.0,
+        "keypoints_below_threshold": {
+            name: float(1.0 - valid[:, i].mean()) if frames else 0.0 for i, name in enumerate(keypoint_names)
+        },
+        "angles": {
+            name: {
+                "gap": int((flags[name] == Flag.GAP).sum()),
+                "undefined": int((flags[name] == Flag.UNDEFINED).sum()),
+                "fraction_missing": float((flags[name] != Flag.OK).mean()) if frames else 0.0,
+            }
+            for name in ANGLE_NAMES
+        },
+    }
+
+
+def build_summary(
+    *,
+    meta: dict,
+    times: np.ndarray,
+    frames: np.ndarray,
+    angles: dict[str, np.ndarray],
+    velocities: dict[str, np.ndarray],
+    flags: dict[str, np.ndarray],
+    valid: np.ndarray,
+    keypoint_names: tuple[str, ...],
+    score_threshold: float,
+    rep_signal: str,
+    repetitions: list[dict],
+) -> dict:
+    """The whole summary as JSON-ready plain types (None where a value is undefined)."""
+    duration = float(times[-1] - times[0]) if len(times) > 1 else 0.0
+    return {
+        "file": meta.get("file"),
+        "model": meta.get("model"),
+        "width": meta.get("width"),
+        "height": meta.get("height"),
+        "fps": meta.get("fps"),
+        "frames": int(len(frames)),
+        "duration": duration,
+        "score_threshold": float(score_threshold),
+        "units": {"angle": "deg", "velocity": "deg/s", "time": "s"},
+        "missing": missing_report(flags, valid, keypoint_names),
+        "angles": {n: range_of_motion(angles[n], times, frames, velocities.get(n)) for n in ANGLE_NAMES},
+        "symmetry": {joint: symmetry(angles[left], angles[right]) for joint, (left, right) in PAIRS.items()},
+        "repetitions": {
+            "signal": rep_signal,
+            "count": len(repetitions),
+            "complete": sum(1 for r in repetitions if r["complete"]),
+            "items": repetitions,
+        },
+    }
