@@ -10,16 +10,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from efficientpose.models.efficientpose import EfficientPose
+from efficientpose.models.efficientpose import EfficientPose, LowResolution
 from efficientpose.models.fuse import optimize_for_inference
 
 
 def export_onnx(model: EfficientPose, path: str | os.PathLike, *, dynamic_batch: bool = False,
-                opset: int = 17) -> Path:
-    """Write ``model`` (BN folded) as ONNX with input 'image' (N, 3, R, R) and output 'heatmaps'; atomic."""
+                opset: int = 17, low_resolution: bool = False) -> Path:
+    """Write ``model`` (BN folded) as ONNX with input 'image' (N, 3, R, R) and output 'heatmaps' (N, K, R, R),
+    or with ``low_resolution`` the R/8 heatmaps before the fixed upsampling; atomic."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fused = optimize_for_inference(model)
+    net = LowResolution(fused) if low_resolution else fused
     size = model.input_size
     dummy = torch.zeros(1, 3, size, size)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -28,7 +30,7 @@ def export_onnx(model: EfficientPose, path: str | os.PathLike, *, dynamic_batch:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer notes on the static TF-same padding, which is intended
             torch.onnx.export(
-                fused, (dummy,), tmp, dynamo=False, opset_version=opset, input_names=["image"],
+                net, (dummy,), tmp, dynamo=False, opset_version=opset, input_names=["image"],
                 output_names=["heatmaps"],
                 dynamic_axes={"image": {0: "batch"}, "heatmaps": {0: "batch"}} if dynamic_batch else None,
             )
@@ -38,6 +40,7 @@ def export_onnx(model: EfficientPose, path: str | os.PathLike, *, dynamic_batch:
         proto.metadata_props.add(key="efficientpose_variant", value=model.variant.name)
         proto.metadata_props.add(key="keypoints", value=",".join(model.keypoints))
         proto.metadata_props.add(key="input_size", value=str(size))
+        proto.metadata_props.add(key="output_stride", value="8" if low_resolution else "1")
         onnx.save(proto, tmp)
         os.replace(tmp, path)
     except BaseException:

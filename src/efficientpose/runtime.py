@@ -1,5 +1,6 @@
 """Inference backends behind :class:`~efficientpose.estimator.PoseEstimator`: PyTorch (eager, optimised),
-ONNX Runtime and OpenVINO. Each maps a normalised float32 batch (N, 3, R, R) to heatmaps (N, K, R, R)."""
+ONNX Runtime and OpenVINO. Each maps a normalised float32 batch (N, 3, R, R) to the network's own R/8 heatmaps
+(N, K, R/8, R/8); the fixed bilinear upsampling is left to whoever needs full-resolution maps."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from efficientpose.errors import UsageError
-from efficientpose.models.efficientpose import EfficientPose
+from efficientpose.models.efficientpose import EfficientPose, LowResolution
 from efficientpose.models.fuse import optimize_for_inference
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
@@ -35,7 +36,7 @@ class TorchRunner:
     name = "torch"
 
     def __init__(self, model: EfficientPose) -> None:
-        self.model = optimize_for_inference(model).to(memory_format=torch.channels_last)
+        self.model = LowResolution(optimize_for_inference(model)).to(memory_format=torch.channels_last)
 
     def __call__(self, batch: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
@@ -87,9 +88,9 @@ def _onnx_file(model: EfficientPose, cache: Path) -> Path:
     from efficientpose.export import export_onnx
 
     digest = _fingerprint(model)
-    path = cache / f"{model.variant.name}-{digest}.onnx"
+    path = cache / f"{model.variant.name}-{digest}-low.onnx"
     if not path.is_file():
-        export_onnx(model, path, dynamic_batch=True)
+        export_onnx(model, path, dynamic_batch=True, low_resolution=True)
     return path
 
 

@@ -119,7 +119,11 @@ class EfficientPose(nn.Module):
         return p1, p2, p3
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.upsample(self.confs_head(self._passes(x)[2]))
+        return self.upsample(self.forward_low(x))
+
+    def forward_low(self, x: torch.Tensor) -> torch.Tensor:
+        """The final heatmaps at the network's own resolution (R/8), before the fixed bilinear upsampling."""
+        return self.confs_head(self._passes(x)[2])
 
     def forward_all(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every pass output: 'pafs' and 'heatmaps_1' (R/8; only with side heads), 'heatmaps_2' (R/8) and
@@ -133,3 +137,14 @@ class EfficientPose(nn.Module):
         out["heatmaps_2"] = self.confs_head(p3)
         out["heatmaps"] = self.upsample(out["heatmaps_2"])
         return out
+
+
+class LowResolution(nn.Module):
+    """Wraps a model so that ``forward`` returns its R/8 heatmaps (for export and inference backends)."""
+
+    def __init__(self, model: EfficientPose) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_low(x)
