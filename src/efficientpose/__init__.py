@@ -1,6 +1,30 @@
-"""efficientpose: fast single-person pose estimation (EfficientPose, Groos et al. 2021) in PyTorch."""
+"""efficientpose: fast single-person pose estimation (EfficientPose, Groos et al. 2021) in PyTorch.
 
+The public API: ``load_model``, ``PoseEstimator``, ``Pose``, ``KEYPOINTS``. Heavy modules load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from efficientpose.pose import Pose
 from efficientpose.skeleton import KEYPOINTS
 
-__all__ = ["KEYPOINTS"]
+if TYPE_CHECKING:
+    from efficientpose.estimator import PoseEstimator
+    from efficientpose.models.builders import load_model
+
+__all__ = ["KEYPOINTS", "Pose", "PoseEstimator", "load_model"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PoseEstimator":
+        from efficientpose.estimator import PoseEstimator
+
+        return PoseEstimator
+    if name == "load_model":
+        from efficientpose.models.builders import load_model
+
+        return load_model
+    raise AttributeError(f"module 'efficientpose' has no attribute {name!r}")
