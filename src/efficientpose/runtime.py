@@ -71,7 +71,10 @@ class OpenVinoRunner:
         import openvino as ov
 
         core = ov.Core()
-        config = {"INFERENCE_NUM_THREADS": threads} if threads else {}
+        # f32: on CPUs with bf16 support OpenVINO would otherwise infer in bf16 and move keypoints by pixels.
+        config: dict = {"INFERENCE_PRECISION_HINT": "f32"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
         self.compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", config)
 
     def __call__(self, batch: torch.Tensor) -> np.ndarray:

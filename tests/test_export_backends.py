@@ -1,0 +1,114 @@
+"""ONNX export parity, inference backends (onnxruntime, OpenVINO) against torch, ``auto``'s choice and fallback,
+and the measured (reported, not asserted) accuracy cost of int8 quantisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from efficientpose import runtime
+from efficientpose.estimator import PoseEstimator
+from efficientpose.evaluate import evaluate, open_dataset
+from efficientpose.export import export_onnx, quantize_int8
+from efficientpose.io import read_image
+from efficientpose.models import load_model
+from efficientpose.pose import Pose
+from efficientpose.preprocess import TF_MODE, TORCH_MODE, letterbox, to_tensor
+
+WITH_WEIGHTS = ["rt", "i", "ii", "rt-lite", "i-lite", "ii-lite"]
+
+
+def _real_batch(data_dir, model, n=4) -> torch.Tensor:
+    norm = TORCH_MODE if model.variant.normalization == "torch" else TF_MODE
+    files = [data_dir / "MPII-sample.jpg", *sorted((data_dir / "lsp" / "images").glob("im*.jpg"))[: n - 1]]
+    return to_tensor(np.stack([letterbox(read_image(p), model.input_size)[0] for p in files]), norm)
+
+
+@pytest.mark.parametrize("name", WITH_WEIGHTS)
+def test_onnx_export_matches_pytorch(name, data_dir, tmp_path):
+    model = load_model(name)
+    path = export_onnx(model, tmp_path / f"{name}.onnx", dynamic_batch=True)
+    onnx.checker.check_model(onnx.load(str(path)))
+    x = _real_batch(data_dir, model)
+    with torch.inference_mode():
+        expected = model(x).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"image": x.numpy()})[0]
+    assert got.shape == expected.shape == (4, 16, model.input_size, model.input_size)
+    assert np.abs(got - expected).max() <= 1e-4
+
+
+def test_export_command_writes_a_checked_file(tmp_path):
+    from efficientpose.cli import main
+
+    out = tmp_path / "rt.onnx"
+    assert main(["export", "--model", "rt", "--format", "onnx", "--output", str(out)]) == 0
+    proto = onnx.load(str(out))
+    onnx.checker.check_model(proto)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["efficientpose_variant"] == "rt" and meta["keypoints"].split(",")[0] == "head_top"
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_backend_keypoints_match_torch(backend, data_dir):
+    if not runtime.available(backend):
+        pytest.skip(f"{backend} is not installed")
+    files = [data_dir / "MPII-sample.jpg", *sorted((data_dir / "lsp" / "images").glob("im*.jpg"))[:15]]
+    ref = PoseEstimator("rt", backend="torch").predict_batch(files)
+    got = PoseEstimator("rt", backend=backend).predict_batch(files)
+    diff = np.array([np.abs(a.xy - b.xy).max(axis=1) for a, b in zip(ref, got, strict=True)])
+    assert (diff <= 1.0).all(), diff.max()
+
+
+def test_auto_picks_a_backend_and_caches_the_choice(monkeypatch):
+    est = PoseEstimator("rt", backend="auto")
+    assert est.backend in runtime.BACKENDS
+    calls = []
+    monkeypatch.setattr(runtime, "_median_ms", lambda *a, **k: calls.append(1) or 1.0)
+    again = PoseEstimator("rt", backend="auto")
+    assert again.backend == est.backend and not calls  # cached: nothing re-measured
+
+
+def test_auto_falls_back_when_runtimes_are_missing(monkeypatch, tmp_path):
+    monkeypatch.setenv("EFFICIENTPOSE_HOME", str(tmp_path))  # no cached choice
+    monkeypatch.setattr(runtime, "available", lambda name: name == "torch")
+    assert PoseEstimator("rt", backend="auto").backend == "torch"
+
+
+def test_missing_runtime_named_explicitly_is_a_clear_error(monkeypatch):
+    from efficientpose.errors import UsageError
+
+    monkeypatch.setattr(runtime, "available", lambda name: name == "torch")
+    with pytest.raises(UsageError, match=r"efficientpose\[onnx\]"):
+        PoseEstimator("rt", backend="onnxruntime")
+
+
+def test_int8_accuracy_cost_on_lsp_train(data_dir, tmp_path):
+    """Static int8 (calibrated on 32 LSPET images, not the evaluation images): report the PCK@0.2 cost."""
+    model = load_model("rt")
+    fp32 = export_onnx(model, tmp_path / "rt.onnx", dynamic_batch=True, low_resolution=True)
+    norm = TORCH_MODE
+    calib = [to_tensor(letterbox(read_image(p), 224)[0], norm).numpy()
+             for p in sorted((data_dir / "lspet" / "images").glob("im*.jpg"))[:32]]
+    int8 = quantize_int8(fp32, tmp_path / "rt-int8.onnx", calib)
+    onnx.checker.check_model(onnx.load(str(int8)))
+    samples = open_dataset("lsp", data_dir / "lsp", "train")
+    results = {}
+    for label, path in (("fp32", fp32), ("int8", int8)):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        est = PoseEstimator(model, backend="torch")
+        est.runner = lambda x, s=session: s.run(None, {"image": x.numpy()})[0]
+        poses = {}
+        for start in range(0, len(samples), 16):
+            chunk = samples[start:start + 16]
+            for s, pose in zip(chunk, est.predict_batch([s.image for s in chunk]), strict=True):
+                poses[s.id] = pose
+        results[label] = evaluate(samples, poses, alpha=0.2).mean
+    print(f"\nint8 accuracy cost (RT, LSP train, PCK@0.2): fp32 {results['fp32']:.2f}, int8 {results['int8']:.2f}, "
+          f"cost {results['fp32'] - results['int8']:.2f} points; file size {fp32.stat().st_size} -> "
+          f"{int8.stat().st_size} bytes")
+    assert np.isfinite(results["int8"])
+    assert isinstance(poses[samples[0].id], Pose)
