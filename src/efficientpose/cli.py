@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", type=Path, help="images, folders (walked recursively) or videos")
     _add_model_args(p)
     p.add_argument("--output", type=Path, default=Path("efficientpose-output"), help="output folder")
-    p.add_argument("--format", choices=("json", "csv", "both"), default="json", help="image prediction format")
+    p.add_argument("--format", choices=("json", "csv", "both"), default="json", help="prediction file format")
     p.add_argument("--draw", action="store_true", help="also write annotated images / MP4 videos")
     p.add_argument("--flip", action="store_true", help="horizontal-flip test-time augmentation")
     p.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True,

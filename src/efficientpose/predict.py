@@ -142,15 +142,24 @@ def track(frames: Iterable[Frame], estimator: PoseEstimator, *, batch_size: int 
         box = roi_from_pose(raw, w, h, threshold) if roi else None
 
 
+def drawn_video_path(out_dir: Path, video: Path) -> Path:
+    """Where the annotated copy of a video goes: ``out_dir/<stem>_pose.mp4``."""
+    return Path(out_dir) / f"{Path(video).stem}_pose.mp4"
+
+
 def predict_video(path: Path, estimator: PoseEstimator, options: PredictOptions,
                   report: PredictReport | None = None) -> list[Path]:
     """Stream one video through the model; writes ``<stem>.json``/``.csv`` and, with ``draw``, ``<stem>_pose.mp4``."""
     reader = VideoReader(path)
     json_path, csv_path = video_output_paths(options.output, path)
-    check_not_input(json_path, [path])
+    json_path = json_path if "json" in options.formats else None  # --format applies to videos too
+    csv_path = csv_path if "csv" in options.formats else None
+    for p in (json_path, csv_path):
+        if p is not None:
+            check_not_input(p, [path])
     writer = VideoPredictionsWriter(json_path, csv_path, file=str(path), width=reader.width, height=reader.height,
                                     fps=reader.fps, model=estimator.variant.name, names=estimator.names)
-    drawn = VideoWriter(options.output / f"{path.stem}_pose.mp4", reader.fps) if options.draw else None
+    drawn = VideoWriter(drawn_video_path(options.output, path), reader.fps) if options.draw else None
     bar = _bar(reader.frame_count, path.name, options.progress)
     try:
         for frame, pose in track(prefetch(reader), estimator, batch_size=options.batch_size, roi=options.roi,
@@ -159,8 +168,6 @@ def predict_video(path: Path, estimator: PoseEstimator, options: PredictOptions,
             if drawn is not None:
                 drawn.write(draw_pose(frame.image, pose, threshold=options.threshold))
             bar.update(1)
-            if report is not None:
-                report.frames += 1
     except BaseException:
         writer.abort()
         if drawn is not None:
@@ -171,6 +178,8 @@ def predict_video(path: Path, estimator: PoseEstimator, options: PredictOptions,
     written = writer.close()
     if drawn is not None and (p := drawn.close()) is not None:
         written.append(p)
+    if report is not None:  # frames of a video that failed part-way are not counted
+        report.frames += writer.count
     return written
 
 
@@ -189,6 +198,9 @@ def predict_files(inputs: Iterable[str | Path], estimator: PoseEstimator, option
     report.errors.extend(expanded.errors)
     images = [i.path for i in expanded.items if i.kind == "image"]
     videos = [i.path for i in expanded.items if i.kind == "video"]
+    if options.draw:  # an annotated copy must never replace an input (e.g. a.mp4 -> a_pose.mp4 given too)
+        for video in videos:
+            check_not_input(drawn_video_path(options.output, video), images + videos)
     options.output.mkdir(parents=True, exist_ok=True)
     if images:
         json_path = options.output / "predictions.json" if "json" in options.formats else None
