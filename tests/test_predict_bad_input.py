@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io as stdio
+import json
 import re
 import shutil
 import struct
@@ -223,8 +224,6 @@ def test_drawn_video_never_overwrites_an_input_video(photo: np.ndarray, tmp_path
     assert digests(folder) == before
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (open): inputs with the same name in different folders write the same "
-                   "output (annotated copy, <stem>.json) and the later one silently replaces the earlier")
 def test_same_named_inputs_do_not_silently_lose_outputs(data_dir: Path, photo: np.ndarray, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     """Acceptable outcomes: the run refuses (usage error, nothing written), or every input keeps its outputs."""
@@ -244,3 +243,18 @@ def test_same_named_inputs_do_not_silently_lose_outputs(data_dir: Path, photo: n
     video_files = {read_video_predictions(p).file for p in out.glob("*.json") if p.name != "predictions.json"}
     assert len(drawn_images) == 2
     assert video_files == {str(tmp_path / "d1" / "clip.mp4"), str(tmp_path / "d2" / "clip.avi")}
+
+
+def test_rerun_with_output_inside_the_input_folder_ignores_earlier_outputs(data_dir: Path, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(data_dir / "lsp" / "images" / "im0001.jpg", folder / "a.jpg")
+    out = folder / "out"
+    for _ in range(2):
+        code, _, err = run_cli(["predict", str(folder), "--output", str(out), "--draw", "--backend", "onnxruntime"],
+                               capsys)
+        assert code == 0, err
+    records = json.loads((out / "predictions.json").read_text())
+    assert [Path(r["file"]).name for r in records] == ["a.jpg"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "predictions.json"]

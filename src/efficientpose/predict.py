@@ -142,16 +142,29 @@ def track(frames: Iterable[Frame], estimator: PoseEstimator, *, batch_size: int 
         box = roi_from_pose(raw, w, h, threshold) if roi else None
 
 
-def drawn_video_path(out_dir: Path, video: Path) -> Path:
+def drawn_video_path(out_dir: Path, video: Path, stem: str | None = None) -> Path:
     """Where the annotated copy of a video goes: ``out_dir/<stem>_pose.mp4``."""
-    return Path(out_dir) / f"{Path(video).stem}_pose.mp4"
+    return Path(out_dir) / f"{stem or Path(video).stem}_pose.mp4"
+
+
+def unique_name(name: str, used: set[str]) -> str:
+    """``name`` or, if this run already wrote it, ``<stem>-2<suffix>``, ``-3`` ...: same-named inputs from
+    different folders never overwrite each other's outputs."""
+    stem, dot, suffix = name.rpartition(".") if "." in name else (name, "", "")
+    candidate, n = name, 1
+    while candidate in used:
+        n += 1
+        candidate = f"{stem}-{n}{dot}{suffix}"
+    used.add(candidate)
+    return candidate
 
 
 def predict_video(path: Path, estimator: PoseEstimator, options: PredictOptions,
-                  report: PredictReport | None = None) -> list[Path]:
-    """Stream one video through the model; writes ``<stem>.json``/``.csv`` and, with ``draw``, ``<stem>_pose.mp4``."""
+                  report: PredictReport | None = None, stem: str | None = None) -> list[Path]:
+    """Stream one video through the model; writes ``<stem>.json``/``.csv`` and, with ``draw``, ``<stem>_pose.mp4``
+    (``stem`` defaults to the video's own)."""
     reader = VideoReader(path)
-    json_path, csv_path = video_output_paths(options.output, path)
+    json_path, csv_path = video_output_paths(options.output, path.with_name(f"{stem}.mp4") if stem else path)
     json_path = json_path if "json" in options.formats else None  # --format applies to videos too
     csv_path = csv_path if "csv" in options.formats else None
     for p in (json_path, csv_path):
@@ -159,7 +172,7 @@ def predict_video(path: Path, estimator: PoseEstimator, options: PredictOptions,
             check_not_input(p, [path])
     writer = VideoPredictionsWriter(json_path, csv_path, file=str(path), width=reader.width, height=reader.height,
                                     fps=reader.fps, model=estimator.variant.name, names=estimator.names)
-    drawn = VideoWriter(drawn_video_path(options.output, path), reader.fps) if options.draw else None
+    drawn = VideoWriter(drawn_video_path(options.output, path, stem), reader.fps) if options.draw else None
     bar = _bar(reader.frame_count, path.name, options.progress)
     try:
         for frame, pose in track(prefetch(reader), estimator, batch_size=options.batch_size, roi=options.roi,
@@ -196,11 +209,20 @@ def predict_files(inputs: Iterable[str | Path], estimator: PoseEstimator, option
     report = PredictReport()
     expanded = expand_inputs(inputs)
     report.errors.extend(expanded.errors)
-    images = [i.path for i in expanded.items if i.kind == "image"]
-    videos = [i.path for i in expanded.items if i.kind == "video"]
+    out = options.output.resolve()
+    # An output folder inside an input folder holds earlier runs' outputs, not inputs (unless named explicitly).
+    inputs = [Path(p) for p in inputs]
+    named = {p.resolve() for p in inputs}
+    items = [i for i in expanded.items
+             if out in named or i.path.resolve() in named or out not in i.path.resolve().parents]
+    images = [i.path for i in items if i.kind == "image"]
+    videos = [i.path for i in items if i.kind == "video"]
+    used: set[str] = {"predictions.json", "predictions.csv"}
+    drawn_names = [unique_name(annotated_path(options.output, p).name, used) for p in images] if options.draw else []
+    stems = [Path(unique_name(f"{v.stem}.json", used)).stem for v in videos]
     if options.draw:  # an annotated copy must never replace an input (e.g. a.mp4 -> a_pose.mp4 given too)
-        for video in videos:
-            check_not_input(drawn_video_path(options.output, video), images + videos)
+        for video, stem in zip(videos, stems, strict=True):
+            check_not_input(drawn_video_path(options.output, video, stem), images + videos)
     options.output.mkdir(parents=True, exist_ok=True)
     if images:
         json_path = options.output / "predictions.json" if "json" in options.formats else None
@@ -218,9 +240,9 @@ def predict_files(inputs: Iterable[str | Path], estimator: PoseEstimator, option
                     writer.add(str(p), img.shape[1], img.shape[0], pose)
                     report.images += 1
                     if options.draw:
-                        out = annotated_path(options.output, p)
-                        check_not_input(out, images)
-                        report.outputs.append(save_image(out, draw_pose(img, pose, threshold=options.threshold),
+                        target = options.output / drawn_names[images.index(p)]
+                        check_not_input(target, images)
+                        report.outputs.append(save_image(target, draw_pose(img, pose, threshold=options.threshold),
                                                          like=p))
                 bar.update(len(chunk))
         except BaseException:
@@ -232,9 +254,9 @@ def predict_files(inputs: Iterable[str | Path], estimator: PoseEstimator, option
             report.outputs.extend(writer.close())
         else:
             writer.abort()
-    for video in videos:
+    for video, stem in zip(videos, stems, strict=True):
         try:
-            report.outputs.extend(predict_video(video, estimator, options, report))
+            report.outputs.extend(predict_video(video, estimator, options, report, stem))
             report.videos += 1
         except InputError as exc:
             report.errors.append(exc)
