@@ -140,10 +140,15 @@ def _verify(path: Path, file: WeightFile) -> None:
                                f"of the authors' {file.relpath}")
 
 
+def _url(file: WeightFile) -> str:
+    """Where ``file`` is downloaded from: ``$EFFICIENTPOSE_WEIGHTS_URL`` if set, else the authors' repository."""
+    base = os.environ.get("EFFICIENTPOSE_WEIGHTS_URL")
+    return f"{base.rstrip('/')}/{file.relpath}" if base else file.url
+
+
 def _download(file: WeightFile) -> Path:
     """Fetch ``file`` from the authors' repository (or ``$EFFICIENTPOSE_WEIGHTS_URL``) and verify its checksum."""
-    base = os.environ.get("EFFICIENTPOSE_WEIGHTS_URL")
-    url = f"{base.rstrip('/')}/{file.relpath}" if base else file.url
+    url = _url(file)
     dest = home() / "downloads" / file.relpath
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
@@ -190,7 +195,7 @@ def resolve_state_dict(model: EfficientPose, weights: str | os.PathLike | None =
         except WeightsError:
             raise
         except Exception as exc:  # network errors of every kind
-            failures.append(f"{file.url} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
+            failures.append(f"{_url(file)} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
     how = ("download failed: " + "; ".join(failures)) if failures else "no published file with a pinned checksum"
     raise WeightsError(
         f"no weights for EfficientPose {variant.title}: looked in {', '.join(looked)}; {how}. "
