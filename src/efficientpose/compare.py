@@ -4,11 +4,9 @@ MPII numbers, labelled as such)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from efficientpose.models.counting import count_flops, count_parameters
@@ -16,6 +14,7 @@ from efficientpose.models.efficientpose import EfficientPose
 from efficientpose.models.fuse import optimize_for_inference
 from efficientpose.models.openpose import OpenPose
 from efficientpose.models.variants import OPENPOSE_PUBLISHED, VARIANTS
+from efficientpose.runtime import median_ms
 
 
 @dataclass
@@ -38,13 +37,7 @@ def latency_ms(net: torch.nn.Module, size: int, repeats: int = 5) -> float:
     """Median batch-1 CPU latency of an eval-mode network, after one warm-up."""
     x = torch.randn(1, 3, size, size)
     with torch.inference_mode():
-        net(x)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            net(x)
-            times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1000)
+        return median_ms(lambda: net(x), repeats)
 
 
 def comparison_table(models: list[str], *, latency: bool = True,

@@ -9,6 +9,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -122,12 +123,13 @@ def make_runner(backend: str, model: EfficientPose, cache: Path, threads: int | 
     return OpenVinoRunner(_onnx_file(model, cache), threads)
 
 
-def _median_ms(runner: Runner, batch: torch.Tensor, repeats: int = 5) -> float:
-    runner(batch)
+def median_ms(fn: Callable[[], object], repeats: int = 5) -> float:
+    """Median wall time of ``fn()`` in milliseconds over ``repeats`` calls, after one warm-up call."""
+    fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        runner(batch)
+        fn()
         times.append(time.perf_counter() - start)
     return float(np.median(times) * 1000)
 
@@ -154,7 +156,7 @@ def select_auto(model: EfficientPose, cache: Path, threads: int | None = None,
     size = model.input_size
     batch = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32))
     expected = reference(batch)
-    best: tuple[float, Runner] = (_median_ms(reference, batch), reference)
+    best: tuple[float, Runner] = (median_ms(lambda: reference(batch)), reference)
     for name in candidates:
         if name == "torch" or not available(name):
             continue
@@ -162,7 +164,7 @@ def select_auto(model: EfficientPose, cache: Path, threads: int | None = None,
             runner = make_runner(name, model, cache, threads)
             if float(np.abs(runner(batch) - expected).max()) > 1e-3:
                 continue
-            ms = _median_ms(runner, batch)
+            ms = median_ms(lambda r=runner: r(batch))
         except Exception:  # noqa: BLE001 - any failing runtime is simply not chosen
             continue
         if ms < best[0]:
