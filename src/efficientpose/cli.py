@@ -294,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-latency", action="store_true", help="skip the CPU latency column")
     p.set_defaults(predictions=None, model="rt")
 
+    sub.add_parser("train", help="train or fine-tune (see 'efficientpose train --help')", add_help=False)
+
     p = sub.add_parser("analyze", help="joint angles, range of motion, symmetry, repetitions and an HTML report")
     p.add_argument("input", type=Path, help="a video, or a video predictions JSON from 'efficientpose predict'")
     _add_model_args(p)
@@ -305,6 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``efficientpose`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "train":  # its own flag set (config files, overrides), shared with torchrun's -m entry
+        from efficientpose.train.cli_args import main as train_main
+
+        return train_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "batch_size", 1) < 1:
