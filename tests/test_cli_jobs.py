@@ -1,0 +1,89 @@
+"""The evaluate, compare and analyze commands end to end with the RT model on real data."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from efficientpose.cli import main
+
+# Squats in ../shared/data/video/squats_front.mp4, counted by eye on a contact sheet of all 65 frames
+# (deepest near frames 10, 34 and 59; the clip ends while she rises from the third).
+SQUATS_BY_EYE = 3
+
+
+def test_evaluate_the_five_mpii_images_end_to_end(data_dir: Path, tmp_path: Path, capsys) -> None:
+    code = main(["evaluate", "--dataset", "mpii", "--root", str(data_dir / "mpii"), "--split", "valid",
+                 "--model", "rt", "--available-only", "--output", str(tmp_path), "--backend", "onnxruntime"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "5 of 2958 samples have their image" in out.err
+    report = json.loads((tmp_path / "mpii-valid-rt.json").read_text())
+    assert report["metric"] == "PCKh" and report["scored_samples"] == 5 and report["missing_predictions"] == 0
+    assert 50 <= report["mean"] <= 100  # a working model on real single-person crops
+    assert (tmp_path / "mpii-valid-rt-curve.png").stat().st_size > 1000
+
+
+def test_evaluate_without_available_only_refuses_a_partial_split(data_dir: Path, tmp_path: Path, capsys) -> None:
+    code = main(["evaluate", "--dataset", "mpii", "--root", str(data_dir / "mpii"), "--model", "rt",
+                 "--output", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1 and "images missing" in err and len(err.strip().splitlines()) == 1
+
+
+def test_evaluate_scores_a_predictions_file(data_dir: Path, tmp_path: Path, capsys) -> None:
+    images = data_dir / "mpii" / "images"
+    assert main(["predict", str(images), "--output", str(tmp_path / "pred"), "--backend", "onnxruntime"]) == 0
+    code = main(["evaluate", "--dataset", "mpii", "--root", str(data_dir / "mpii"), "--split", "valid",
+                 "--available-only", "--predictions", str(tmp_path / "pred" / "predictions.json"),
+                 "--output", str(tmp_path / "ev")])
+    assert code == 0
+    report = json.loads((tmp_path / "ev" / "mpii-valid-predictions.json").read_text())
+    assert report["scored_samples"] == 5 and report["missing_predictions"] == 0
+
+
+def test_compare_lists_every_variant_and_openpose(capsys) -> None:
+    assert main(["compare", "--no-latency"]) == 0
+    table = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
+    assert {"RT", "I", "II", "III", "IV", "RT Lite", "I Lite", "II Lite", "OpenPose"} <= set(rows)
+    assert "| 0.46M |" in rows["RT"] and "| 25.97M | 1.0x |" in rows["OpenPose"]
+    assert "56.4x" in rows["RT"]  # parameter reduction against the measured OpenPose
+    assert "published" in rows["RT"]
+
+
+@pytest.fixture(scope="module")
+def squats_analysis(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("analysis")
+    assert main(["analyze", str(data_dir / "video" / "squats_front.mp4"), "--output", str(out),
+                 "--backend", "onnxruntime"]) == 0
+    return out
+
+
+def test_analyze_counts_the_squats_seen_by_eye(squats_analysis: Path) -> None:
+    reps = json.loads((squats_analysis / "summary.json").read_text())["repetitions"]
+    assert reps["count"] == SQUATS_BY_EYE
+    assert [abs(r["peak_frame"] - f) <= 2 for r, f in zip(reps["items"], (10, 34, 59), strict=True)] == [True] * 3
+
+
+def test_knee_flexion_is_much_larger_at_the_bottom_than_standing(squats_analysis: Path) -> None:
+    with open(squats_analysis / "angles.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 65  # one row per frame
+    knee = np.array([[float(r[f"{s}_knee_flexion"] or "nan") for s in ("left", "right")] for r in rows])
+    knee = np.nanmean(knee, axis=1)
+    reps = json.loads((squats_analysis / "summary.json").read_text())["repetitions"]["items"]
+    standing = np.nanmedian(knee[:3])
+    for rep in reps:
+        assert knee[rep["peak_frame"]] > standing + 50
+
+
+def test_analyze_writes_plots_and_a_self_contained_report(squats_analysis: Path) -> None:
+    pngs = sorted(p.name for p in squats_analysis.glob("*.png"))
+    assert "knee_flexion.png" in pngs and len(pngs) >= 5
+    html = (squats_analysis / "report.html").read_text()
+    assert html.count("<img") >= len(pngs) and "data:image/png;base64," in html
