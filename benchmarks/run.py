@@ -188,35 +188,15 @@ def _memory_probe(which: str, n: int) -> None:
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def comparison(rounds: int) -> list[dict]:
-    """The paper's comparison table with measured parameters, FLOPs and torch batch-1 latency, OpenPose included."""
-    import torch
+def comparison() -> list[dict]:
+    """The paper's comparison table (``efficientpose compare``) with measured parameters, FLOPs and torch batch-1
+    latency, OpenPose included."""
+    from dataclasses import asdict
 
+    from efficientpose.compare import comparison_table
     from efficientpose.models import VARIANTS
-    from efficientpose.models.counting import count_flops, count_parameters
-    from efficientpose.models.efficientpose import EfficientPose
-    from efficientpose.models.fuse import optimize_for_inference
-    from efficientpose.models.openpose import OpenPose
-    from efficientpose.models.variants import OPENPOSE_PUBLISHED
 
-    rows = []
-    nets = {name: (EfficientPose(v), v.input_size, v.published) for name, v in VARIANTS.items()}
-    nets["openpose"] = (OpenPose(), OPENPOSE_PUBLISHED["input_size"], OPENPOSE_PUBLISHED)
-    for name, (net, size, published) in nets.items():
-        net.eval()
-        params = count_parameters(net)
-        flops = count_flops(net, size)
-        fast = optimize_for_inference(net) if name != "openpose" else net
-        x = torch.randn(1, 3, size, size)
-        with torch.inference_mode():
-            ms = interleaved({"torch": lambda f=fast, x=x: f(x)}, max(3, rounds // 3))["torch"]
-        rows.append({"model": name, "params": params, "flops": flops, "torch_ms": ms,
-                     "pckh50_published": published.get("pckh50"), "pckh10_published": published.get("pckh10")})
-    base = rows[-1]
-    for row in rows:
-        row["param_reduction"] = base["params"] / row["params"]
-        row["flop_reduction"] = base["flops"] / row["flops"]
-    return rows
+    return [asdict(row) for row in comparison_table(list(VARIANTS))]
 
 
 def markdown(result: dict) -> str:
@@ -240,12 +220,9 @@ def markdown(result: dict) -> str:
               f"Peak memory over {result['memory']['images']} images: ours {result['memory']['ours_mib']:.0f} MiB, "
               f"authors' pipeline {result['memory']['authors_mib']:.0f} MiB."]
     if result.get("comparison"):
-        lines += ["", "| model | params | reduction | GFLOPs | reduction | torch batch-1 ms | PCKh@50 (published) | "
-                  "PCKh@10 (published) |", "|---|---|---|---|---|---|---|---|"]
-        for r in result["comparison"]:
-            lines.append(f"| {r['model']} | {r['params'] / 1e6:.2f}M | {r['param_reduction']:.1f}x | "
-                         f"{r['flops'] / 1e9:.2f} | {r['flop_reduction']:.1f}x | {r['torch_ms']:.1f} | "
-                         f"{r['pckh50_published'] or '-'} | {r['pckh10_published'] or '-'} |")
+        from efficientpose.compare import Row, to_markdown
+
+        lines += ["", to_markdown([Row(**r) for r in result["comparison"]])]
     return "\n".join(lines)
 
 
@@ -275,7 +252,7 @@ def main() -> None:
     result["memory"] = {"images": 50, "ours_mib": peak_memory("ours", 50), "authors_mib": peak_memory("authors", 50)}
     if not args.no_comparison and not args.quick:
         print("comparison table ...", file=sys.stderr)
-        result["comparison"] = comparison(rounds)
+        result["comparison"] = comparison()
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1))
     print(markdown(result))
