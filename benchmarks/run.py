@@ -185,7 +185,16 @@ def _memory_probe(which: str, n: int) -> None:
         tfl = TFLiteModel(Path(os.environ["EFFICIENTPOSE_WEIGHTS_DIR"]) / "tflite" / "EfficientPoseRT.tflite")
         for p in files:
             authors_predict(read_image(p), tfl, "torch")
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(_peak_rss_mib())
+
+
+def _peak_rss_mib() -> float:
+    """This process's peak resident memory. VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent
+    across fork and exec, which would report the benchmark's own peak for every probe."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def comparison() -> list[dict]:
