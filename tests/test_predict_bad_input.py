@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers_cli import run_cli
 from PIL import Image
 
 from efficientpose import io
@@ -23,16 +24,6 @@ from efficientpose.cli import main
 from efficientpose.estimator import PoseEstimator
 from efficientpose.outputs import read_image_predictions, read_video_predictions
 from efficientpose.video import VideoReader, VideoWriter
-
-
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Exit code, stdout and stderr of ``efficientpose <argv>`` (argparse errors exit via SystemExit)."""
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def digests(folder: Path) -> dict[str, str]:

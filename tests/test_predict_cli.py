@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers_cli import run_cli
 from PIL import Image
 from test_predict_api import load_rgb, reference_keypoints
 
@@ -19,16 +20,6 @@ from efficientpose.estimator import PoseEstimator
 from efficientpose.models import load_model
 from efficientpose.outputs import read_image_predictions, read_predictions
 from efficientpose.skeleton import KEYPOINTS
-
-
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Exit code, stdout and stderr of ``efficientpose <argv>`` (argparse errors exit via SystemExit)."""
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
