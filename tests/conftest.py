@@ -36,3 +36,9 @@ def weights_dir(shared: Path) -> Path:
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Keep converted weights of the test run out of the user's ~/.cache."""
     os.environ["EFFICIENTPOSE_HOME"] = str(tmp_path_factory.mktemp("efficientpose-home"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run tests marked ``fresh_process`` first, before the suite has loaded ONNX Runtime/OpenVINO thread pools
+    into this process: the 2-process torchrun test crashed pytest itself (SIGSEGV) when run late in the suite."""
+    items.sort(key=lambda item: item.get_closest_marker("fresh_process") is None)

@@ -337,6 +337,7 @@ def test_overfits_four_lsp_images_and_finds_their_keypoints(lsp: Path, tmp_path:
 
 # ---- two processes ----
 
+@pytest.mark.fresh_process
 def test_two_process_ddp_run_ends_with_identical_weights(lsp: Path, tmp_path: Path) -> None:
     run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
