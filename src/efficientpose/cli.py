@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from efficientpose.errors import EfficientPoseError, UsageError
+from efficientpose.errors import EfficientPoseError, UsageError, report
 
 
 class _Parser(argparse.ArgumentParser):
@@ -318,12 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--batch-size must be at least 1")
     try:
         return COMMANDS[args.command](args)
-    except UsageError as exc:
-        print(f"efficientpose {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except EfficientPoseError as exc:
-        print(f"efficientpose {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        return report(f"efficientpose {args.command}", exc)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -21,3 +21,11 @@ class DatasetError(EfficientPoseError):
 
 class UsageError(EfficientPoseError):
     """Wrong arguments: an unknown model name, an impossible option combination."""
+
+
+def report(prog: str, exc: EfficientPoseError) -> int:
+    """Print ``exc`` as one line for command ``prog`` and return its exit code: 2 for usage errors, else 1."""
+    import sys
+
+    print(f"{prog}: error: {exc}", file=sys.stderr)
+    return 2 if isinstance(exc, UsageError) else 1

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from efficientpose.errors import EfficientPoseError, UsageError
+from efficientpose.errors import EfficientPoseError, UsageError, report
 from efficientpose.train.config import TrainConfig, apply_overrides, load_config
 
 S = argparse.SUPPRESS  # flags not given leave the setting alone
@@ -144,12 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from efficientpose.train.loop import train
 
         result = train(config)
-    except UsageError as exc:
-        print(f"efficientpose train: error: {exc}", file=sys.stderr)
-        return 2
     except EfficientPoseError as exc:
-        print(f"efficientpose train: error: {exc}", file=sys.stderr)
-        return 1
+        return report("efficientpose train", exc)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
