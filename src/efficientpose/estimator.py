@@ -49,7 +49,7 @@ class PoseEstimator:
         self.flip = flip
         self.decoder = decoder
         self._flip_index = flip_index(self.names)
-        self._upsample = optimize_for_inference(self.model).upsample
+        self._upsample = optimize_for_inference(self.model.upsample)  # only the fixed upsampler, depthwise
         cache = home() / "runtime"
         self.runner: Runner = (select_auto(self.model, cache, threads) if backend == "auto"
                                else make_runner(backend, self.model, cache, threads))

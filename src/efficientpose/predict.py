@@ -218,7 +218,7 @@ def predict_files(inputs: Iterable[str | Path], estimator: PoseEstimator, option
     images = [i.path for i in items if i.kind == "image"]
     videos = [i.path for i in items if i.kind == "video"]
     used: set[str] = {"predictions.json", "predictions.csv"}
-    drawn_names = [unique_name(annotated_path(options.output, p).name, used) for p in images] if options.draw else []
+    drawn_names = {p: unique_name(annotated_path(options.output, p).name, used) for p in images} if options.draw else {}
     stems = [Path(unique_name(f"{v.stem}.json", used)).stem for v in videos]
     if options.draw:  # an annotated copy must never replace an input (e.g. a.mp4 -> a_pose.mp4 given too)
         for video, stem in zip(videos, stems, strict=True):
@@ -240,7 +240,7 @@ def predict_files(inputs: Iterable[str | Path], estimator: PoseEstimator, option
                     writer.add(str(p), img.shape[1], img.shape[0], pose)
                     report.images += 1
                     if options.draw:
-                        target = options.output / drawn_names[images.index(p)]
+                        target = options.output / drawn_names[p]
                         check_not_input(target, images)
                         report.outputs.append(save_image(target, draw_pose(img, pose, threshold=options.threshold),
                                                          like=p))
