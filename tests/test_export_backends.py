@@ -63,6 +63,22 @@ def test_backend_keypoints_match_torch(backend, data_dir):
     assert (diff <= 1.0).all(), diff.max()
 
 
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_backend_heatmaps_match_torch_one_by_one_and_batched(backend, data_dir, tmp_path):
+    """Single images and batches take different paths in OpenVINO (latency vs throughput streams)."""
+    if not runtime.available(backend):
+        pytest.skip(f"{backend} is not installed")
+    model = load_model("rt")
+    x = _real_batch(data_dir, model, n=5)
+    expected = runtime.TorchRunner(model)(x)
+    runner = runtime.make_runner(backend, model, tmp_path)
+    batched = runner(x)
+    single = np.concatenate([runner(x[i:i + 1]) for i in range(len(x))])
+    assert batched.shape == expected.shape == (5, 16, 28, 28)
+    assert np.abs(batched - expected).max() <= 1e-4
+    assert np.abs(single - expected).max() <= 1e-4
+
+
 def test_auto_picks_a_backend_and_caches_the_choice(monkeypatch):
     est = PoseEstimator("rt", backend="auto")
     assert est.backend in runtime.BACKENDS

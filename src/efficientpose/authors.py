@@ -10,6 +10,7 @@ affine transform by least squares, whose last-bit noise is not reproduced).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from scipy import ndimage
 
 from efficientpose.errors import UsageError, WeightsError
 
-__all__ = ["authors_rescale", "authors_preprocess", "authors_extract_coordinates", "TFLiteModel",
+__all__ = ["authors_rescale", "skimage_rescale", "authors_preprocess", "authors_extract_coordinates", "TFLiteModel",
            "authors_predict"]
 
 _MODES = ("torch", "tf")
@@ -70,16 +71,28 @@ def authors_rescale(image: np.ndarray, scale: float) -> np.ndarray:
     return np.clip(out, src.min(), src.max())
 
 
-def authors_preprocess(image: np.ndarray, resolution: int, mode: str) -> np.ndarray:
+def skimage_rescale() -> Callable[[np.ndarray, float], np.ndarray] | None:
+    """scikit-image's ``rescale`` (multichannel) if it is installed, else None. Newer releases than the authors'
+    0.17 blur before, not after, the uint8 conversion when shrinking (outputs differ by <= 2 grey levels)."""
+    try:
+        from skimage.transform import rescale
+    except ImportError:
+        return None
+    return lambda image, scale: rescale(image, scale, channel_axis=-1)
+
+
+def authors_preprocess(image: np.ndarray, resolution: int, mode: str,
+                       rescale: Callable[[np.ndarray, float], np.ndarray] = authors_rescale) -> np.ndarray:
     """``helpers.preprocess`` for one RGB uint8 image -> (R, R, 3) float32 network input (NHWC without N).
 
-    ``mode`` is Keras' normalisation: 'torch' (non-Lite models) or 'tf' (Lite models).
+    ``mode`` is Keras' normalisation: 'torch' (non-Lite models) or 'tf' (Lite models). ``rescale`` may be
+    scikit-image's own (``skimage_rescale``), which the benchmark times as the authors ran it.
     """
     if mode not in _MODES:
         raise UsageError(f"normalisation mode must be one of {_MODES}, got {mode!r}")
     h, w = image.shape[:2]
     scale = resolution / w if 1.0 > h / w else resolution / h  # their ``resize``: fit R x R
-    resized = authors_rescale(image, scale)
+    resized = rescale(image, scale)
     rh, rw = resized.shape[:2]
     top, left = int((resolution - rh) / 2), int((resolution - rw) / 2)
     padded = np.zeros((resolution, resolution, resized.shape[2]), dtype=np.float64)
@@ -195,13 +208,14 @@ class TFLiteModel:
         return np.concatenate([self._invoke(batch[i:i + step]) for i in range(0, n, step)])
 
 
-def authors_predict(image: np.ndarray, model: TFLiteModel, mode: str, real_time: bool = False) -> np.ndarray:
+def authors_predict(image: np.ndarray, model: TFLiteModel, mode: str, real_time: bool = False,
+                    rescale: Callable[[np.ndarray, float], np.ndarray] = authors_rescale) -> np.ndarray:
     """The authors' pipeline end to end on one RGB uint8 image -> (16, 2) x, y in original pixels.
 
     Negative values are their sentinel for a missing keypoint (real time) or a peak inside the padding.
     """
     h, w = image.shape[:2]
-    batch = authors_preprocess(image, model.resolution, mode)[None]
+    batch = authors_preprocess(image, model.resolution, mode, rescale)[None]
     heatmaps = model(batch)[0]
     coords = authors_extract_coordinates(heatmaps, h, w, real_time=real_time)
     return coords * np.array([w, h], dtype=np.float64)

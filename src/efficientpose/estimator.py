@@ -24,6 +24,8 @@ from efficientpose.weights.store import home
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
 Box = tuple[float, float, float, float]  #: x0, y0, x1, y1 in original pixels
+#: A letterboxed uint8 input (R, R, 3), its geometry, and the (x, y) offset of its crop in the image.
+Prepared = tuple[np.ndarray, Letterbox, tuple[int, int]]
 
 DECODERS = ("refined", "argmax")
 
@@ -58,7 +60,7 @@ class PoseEstimator:
     def backend(self) -> str:
         return self.runner.name
 
-    def prepare(self, image: ImageLike, roi: Box | None = None) -> tuple[np.ndarray, Letterbox, tuple[int, int]]:
+    def prepare(self, image: ImageLike, roi: Box | None = None) -> Prepared:
         """Letterboxed uint8 input (R, R, 3), its geometry, and the (x, y) offset of the crop in the image."""
         rgb, offset = crop(to_rgb_array(image), roi)
         boxed, geometry = letterbox(rgb, self.size)
@@ -96,9 +98,13 @@ class PoseEstimator:
 
     def predict_batch(self, images: Sequence[ImageLike], rois: Sequence[Box | None] | None = None) -> list[Pose]:
         """Several images in one batched forward pass; ``rois`` optionally crops each around a known person."""
-        if not images:
+        return self.predict_prepared([self.prepare(img, None if rois is None else rois[i])
+                                      for i, img in enumerate(images)])
+
+    def predict_prepared(self, prepared: Sequence[Prepared]) -> list[Pose]:
+        """Poses for outputs of :meth:`prepare` (which a reader thread can run ahead of the model)."""
+        if not prepared:
             return []
-        prepared = [self.prepare(img, None if rois is None else rois[i]) for i, img in enumerate(images)]
         maps = self.heatmaps(np.stack([p[0] for p in prepared]))
         keypoints = self.decode(maps)
         poses = []

