@@ -1,10 +1,12 @@
 """Live webcam pose estimation: a window with the skeleton where a display exists; q or Ctrl-C stops.
 
-Frames are also written to ``<output>/camera<N>.json``/``.csv`` in the video output format.
+Frames are also written to ``<output>/camera<N>.json`` (and/or ``.csv``, as ``--format`` says) in the video output
+format.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -31,27 +33,30 @@ def _can_show() -> bool:
 def run_camera(index: int, estimator: PoseEstimator, options: PredictOptions) -> int:
     """Track webcam ``index`` until q, Ctrl-C or the stream ends; returns the exit code."""
     reader = open_camera(index)
-    show = _can_show()
-    if not show:
-        print("no display (or a headless OpenCV build): writing predictions only; Ctrl-C stops", file=sys.stderr)
-    options.output.mkdir(parents=True, exist_ok=True)
-    writer = VideoPredictionsWriter(options.output / f"camera{index}.json", options.output / f"camera{index}.csv",
-                                    file=f"camera:{index}", width=reader.width, height=reader.height,
-                                    fps=reader.fps, model=estimator.variant.name, names=estimator.names)
-    try:
-        for frame, pose in track(reader, estimator, batch_size=1, roi=options.roi,
-                                 smooth=options.smoothing if options.smooth else None, threshold=options.threshold):
-            writer.add(frame.index, frame.time, pose)
-            if show:
-                shown = draw_pose(frame.image, pose, threshold=options.threshold)
-                cv2.imshow("efficientpose", cv2.cvtColor(shown, cv2.COLOR_RGB2BGR))
-                if cv2.waitKey(1) & 0xFF == ord("q"):
-                    break
-    except KeyboardInterrupt:
-        pass
-    finally:
-        writer.close()
-        reader.close()
+    with contextlib.ExitStack() as cleanup:  # the camera is released whatever fails, setup included
+        cleanup.callback(reader.close)
+        show = _can_show()
         if show:
-            cv2.destroyAllWindows()
+            cleanup.callback(cv2.destroyAllWindows)
+        else:
+            print("no display (or a headless OpenCV build): writing predictions only; Ctrl-C stops", file=sys.stderr)
+        options.output.mkdir(parents=True, exist_ok=True)
+        json_path = options.output / f"camera{index}.json" if "json" in options.formats else None
+        csv_path = options.output / f"camera{index}.csv" if "csv" in options.formats else None
+        writer = VideoPredictionsWriter(json_path, csv_path, file=f"camera:{index}", width=reader.width,
+                                        height=reader.height, fps=reader.fps, model=estimator.variant.name,
+                                        names=estimator.names)
+        cleanup.callback(writer.close)  # also on an error (e.g. the camera unplugged): keeps the frames so far
+        try:
+            for frame, pose in track(reader, estimator, batch_size=1, roi=options.roi,
+                                     smooth=options.smoothing if options.smooth else None,
+                                     threshold=options.threshold):
+                writer.add(frame.index, frame.time, pose)
+                if show:
+                    shown = draw_pose(frame.image, pose, threshold=options.threshold)
+                    cv2.imshow("efficientpose", cv2.cvtColor(shown, cv2.COLOR_RGB2BGR))
+                    if cv2.waitKey(1) & 0xFF == ord("q"):
+                        break
+        except KeyboardInterrupt:
+            pass
     return 0

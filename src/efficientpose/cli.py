@@ -36,6 +36,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if not args.paths and args.camera is None:
         raise UsageError("give at least one PATH (image, folder or video) or --camera N")
+    if args.paths and args.camera is not None:
+        raise UsageError("give PATHs or --camera N, not both")
     formats = ("json", "csv") if args.format == "both" else (args.format,)
     options = PredictOptions(
         output=args.output, formats=formats, draw=args.draw, smooth=args.smooth,
