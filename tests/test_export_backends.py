@@ -79,6 +79,38 @@ def test_backend_heatmaps_match_torch_one_by_one_and_batched(backend, data_dir, 
     assert np.abs(single - expected).max() <= 1e-4
 
 
+@pytest.mark.parametrize("name", ["rt", "rt-lite", "i"])
+def test_torch_runner_rewrites_keep_the_function(name, data_dir):
+    """Padding buffers kept between calls and in-place activations: same maps as the plain module, whatever the
+    order of batch sizes (a reused buffer keeps its zero border), and the loaded model itself is untouched."""
+    model = load_model(name)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = _real_batch(data_dir, model, n=4)
+    with torch.inference_mode():
+        expected = model.forward_low(x).numpy()
+    runner = runtime.TorchRunner(model)
+    for rows in ([0], [0, 1, 2, 3], [3], [0, 1, 2, 3], [2]):
+        got = runner(x[rows])
+        assert np.abs(got - expected[rows]).max() <= 1e-5
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert model.training is False and not any("Buffered" in type(m).__name__ for m in model.modules())
+
+
+def test_buffered_conv_still_differentiates():
+    """Outside inference the buffered conv pads afresh, so autograd sees an ordinary graph."""
+    from efficientpose.models.fuse import BufferedSameConv
+    from efficientpose.models.layers import Conv2dSame
+
+    conv = Conv2dSame(3, 4, 3, stride=2)
+    buffered = BufferedSameConv(conv)
+    x = torch.randn(2, 3, 9, 10, requires_grad=True)
+    a, b = conv(x), buffered(x)
+    assert torch.allclose(a, b, atol=1e-6)
+    (ga,) = torch.autograd.grad(a.square().sum(), x)
+    (gb,) = torch.autograd.grad(b.square().sum(), x)
+    assert torch.allclose(ga, gb, atol=1e-5)
+
+
 def test_auto_picks_a_backend_and_caches_the_choice(monkeypatch):
     est = PoseEstimator("rt", backend="auto")
     assert est.backend in runtime.BACKENDS

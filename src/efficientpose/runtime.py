@@ -18,7 +18,7 @@ import torch
 
 from efficientpose.errors import UsageError
 from efficientpose.models.efficientpose import EfficientPose, LowResolution
-from efficientpose.models.fuse import optimize_for_inference
+from efficientpose.models.fuse import for_eager_inference, optimize_for_inference
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
 
@@ -32,12 +32,14 @@ class Runner(Protocol):
 
 
 class TorchRunner:
-    """PyTorch eager with batch norm folded, depthwise upsamplers and channels-last memory."""
+    """PyTorch eager with batch norm folded, depthwise upsamplers, padding buffers kept between calls, in-place
+    activations and channels-last memory."""
 
     name = "torch"
 
     def __init__(self, model: EfficientPose) -> None:
-        self.model = LowResolution(optimize_for_inference(model)).to(memory_format=torch.channels_last)
+        fused = for_eager_inference(optimize_for_inference(model))
+        self.model = LowResolution(fused).to(memory_format=torch.channels_last)
 
     def __call__(self, batch: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():

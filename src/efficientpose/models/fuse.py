@@ -1,13 +1,17 @@
 """Inference-time rewrites that keep the function exact: batch norm folded into the preceding conv, and the
-diagonal bilinear upsamplers turned into depthwise transposed convs (16x fewer multiplies)."""
+diagonal bilinear upsamplers turned into depthwise transposed convs (16x fewer multiplies). For the eager torch
+backend only (not export, not training): padding buffers kept between calls and in-place activations."""
 
 from __future__ import annotations
 
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from efficientpose.models.layers import Conv2dSame, ESwish, Swish, same_padding
 
 # The BN that follows each conv, by the conv's attribute name (models/efficientnet.py, models/efficientpose.py).
 BN_AFTER = {"conv": "bn", "expand_conv": "expand_bn", "dwconv": "bn", "project_conv": "project_bn",
@@ -64,3 +68,60 @@ def optimize_for_inference(model: nn.Module) -> nn.Module:
     for p in fused.parameters():
         p.requires_grad_(False)
     return fused
+
+
+class BufferedSameConv(nn.Conv2d):
+    """A strided TF-'same' conv for eager inference: the input is copied into a zero-bordered buffer kept
+    between calls (the border is never written), instead of a padded tensor allocated on every call."""
+
+    def __init__(self, conv: Conv2dSame) -> None:
+        super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=0,
+                         groups=conv.groups, bias=conv.bias is not None)
+        self.load_state_dict(conv.state_dict())
+        self._buffers_by_shape: dict[tuple, torch.Tensor] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        top, bottom = same_padding(h, self.kernel_size[0], self.stride[0])
+        left, right = same_padding(w, self.kernel_size[1], self.stride[1])
+        channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+        key = (*x.shape, x.dtype, channels_last, torch.is_inference_mode_enabled(), torch.is_grad_enabled())
+        buffer = self._buffers_by_shape.get(key)
+        if buffer is None:
+            if len(self._buffers_by_shape) >= 4:  # a few batch sizes at most; never grow without bound
+                self._buffers_by_shape.clear()
+            buffer = torch.zeros((x.shape[0], x.shape[1], h + top + bottom, w + left + right), dtype=x.dtype)
+            if channels_last:
+                buffer = buffer.contiguous(memory_format=torch.channels_last)
+            self._buffers_by_shape[key] = buffer
+        if torch.is_grad_enabled() and x.requires_grad:  # never share a buffer across autograd graphs
+            return super().forward(F.pad(x, (left, right, top, bottom)))
+        buffer[..., top:top + h, left:left + w] = x
+        return super().forward(buffer)
+
+
+class InplaceSwish(nn.Module):
+    """beta * x * sigmoid(x) computed in the input's own storage (its input is always a fresh conv output)."""
+
+    def __init__(self, beta: float = 1.0) -> None:
+        super().__init__()
+        self.beta = beta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.silu(x, inplace=True)
+        return y.mul_(self.beta) if self.beta != 1.0 else y
+
+
+def for_eager_inference(model: nn.Module) -> nn.Module:
+    """The torch backend's rewrites of an :func:`optimize_for_inference` model, in place: strided 'same' convs
+    with kept padding buffers and in-place activations. Same outputs; for inference only."""
+    for name, module in list(model.named_modules()):
+        if isinstance(module, Conv2dSame) and module.stride[0] > 1:
+            _set(model, name, BufferedSameConv(module))
+        elif isinstance(module, ESwish):
+            _set(model, name, InplaceSwish(module.beta))
+        elif isinstance(module, Swish):
+            _set(model, name, InplaceSwish())
+        elif isinstance(module, nn.ReLU6):
+            _set(model, name, nn.ReLU6(inplace=True))
+    return model
