@@ -50,19 +50,23 @@ def images(n: int) -> list[Path]:
     return files
 
 
-def interleaved(fns: dict[str, callable], rounds: int, settle: int = 2, timed: int = 3) -> dict[str, float]:
+def interleaved(fns: dict[str, callable], rounds: int, settle: int = 2, timed: int = 3,
+                settle_s: float = 0.1) -> dict[str, float]:
     """Median milliseconds of each function over ``rounds`` rounds that take the functions in turn.
 
-    In each turn a function first runs ``settle`` untimed calls, then ``timed`` timed ones: runtimes keep worker
-    threads spinning for a while after a call (ONNX Runtime, XNNPACK, OpenMP) and caches hold the previous
-    model, so the first call after another runtime measures that runtime's leftovers, not this one. Alternating
-    in every round still exposes all of them to the same drift of the machine.
+    In each turn a function first runs untimed calls (at least ``settle`` and ``settle_s`` seconds' worth), then
+    ``timed`` timed ones: runtimes keep worker threads spinning for a while after a call (ONNX Runtime,
+    XNNPACK, OpenMP) and caches hold the previous model, so the first calls after another runtime measure that
+    runtime's leftovers, not this one. Alternating in every round still exposes all of them to the same drift
+    of the machine.
     """
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(rounds):
         for k, fn in fns.items():
-            for _ in range(settle):
+            start, calls = time.perf_counter(), 0
+            while calls < settle or time.perf_counter() - start < settle_s:
                 fn()
+                calls += 1
             for _ in range(timed):
                 start = time.perf_counter()
                 fn()
@@ -135,7 +139,7 @@ def end_to_end(n: int, rounds: int, threads: int) -> dict:
         for p in files:
             authors_predict(read_image(p), tfl, "torch", real_time=False, rescale=rescale or authors_rescale)
 
-    ms = interleaved({"ours": ours, "authors": authors}, rounds, settle=1, timed=1)
+    ms = interleaved({"ours": ours, "authors": authors}, rounds, settle=1, timed=1, settle_s=0.0)
     return {"images": len(files), "backend": est.backend, "resize": "scikit-image" if rescale else "scipy",
             "ours_img_per_s": len(files) / ms["ours"] * 1000, "authors_img_per_s": len(files) / ms["authors"] * 1000,
             "ratio": ms["authors"] / ms["ours"]}
@@ -221,6 +225,63 @@ def comparison() -> list[dict]:
     return [asdict(row) for row in comparison_table(list(VARIANTS))]
 
 
+def profile(name: str, threads: int, n: int = 100) -> str:
+    """Where OpenVINO's batch-1 time goes for one model (per layer type, with the 1x1 convolutions' GFLOP/s), and
+    what bf16 would gain and cost (latency, keypoints within 1 px of fp32 on ``n`` real images)."""
+    import collections
+
+    import openvino as ov
+    from torch import nn
+
+    from efficientpose.decode import decode_refined
+    from efficientpose.estimator import PoseEstimator
+    from efficientpose.io import read_image
+    from efficientpose.models.counting import flops_by_module
+    from efficientpose.preprocess import to_tensor
+    from efficientpose.runtime import _onnx_file
+
+    est = PoseEstimator(name, backend="torch")
+    model, r = est.model, est.size
+    onnx = _onnx_file(model, Path(tempfile.mkdtemp(prefix="ep-profile-")))
+    batch = to_tensor(np.stack([est.prepare(read_image(f))[0] for f in images(n)]), est.normalization).numpy()
+    x = batch[:1]
+    core = ov.Core()
+
+    def compiled(precision: str, counters: bool = False):  # noqa: ANN202
+        m = core.read_model(str(onnx))
+        m.reshape([1, 3, r, r])
+        return core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY",
+                                             "INFERENCE_NUM_THREADS": threads, "PERF_COUNT": counters})
+
+    lines = [f"OpenVINO profile of {name} (batch 1, {threads} threads)", "",
+             "| layer type | layers | ms |", "|---|---|---|"]
+    request = compiled("f32", counters=True).create_infer_request()
+    for _ in range(20):
+        request.infer({0: x})
+    per_type: dict[str, list[float]] = collections.defaultdict(list)
+    for info in request.profiling_info:
+        per_type[f"{info.node_type} ({info.exec_type})"].append(info.real_time.total_seconds() * 1000)
+    total = sum(sum(v) for v in per_type.values())
+    for kind, ms in sorted(per_type.items(), key=lambda kv: -sum(kv[1])):
+        if sum(ms) > 0:
+            lines.append(f"| {kind} | {len(ms)} | {sum(ms):.2f} |")
+    flops = flops_by_module(model, r)
+    modules = dict(model.named_modules())
+    pointwise = sum(v for k, v in flops.items()
+                    if isinstance(modules.get(k), nn.Conv2d) and modules[k].kernel_size == (1, 1))
+    pw_ms = sum(sum(v) for k, v in per_type.items() if k.startswith("Convolution") and "1x1" in k)
+    lines += ["", f"total {total:.2f} ms; 1x1 convolutions {pointwise / 1e9:.3f} GFLOP in {pw_ms:.2f} ms = "
+              f"{pointwise / 1e6 / max(pw_ms, 1e-9):.0f} GFLOP/s", ""]
+    fp32, bf16 = compiled("f32"), compiled("bf16")
+    ms = interleaved({"f32": lambda: fp32(x), "bf16": lambda: bf16(x)}, 5)
+    kp32 = decode_refined(np.concatenate([np.asarray(fp32(batch[i:i + 1])[0]) for i in range(n)]), 0.0, 8)
+    kp16 = decode_refined(np.concatenate([np.asarray(bf16(batch[i:i + 1])[0]) for i in range(n)]), 0.0, 8)
+    moved = np.abs(kp16[..., :2] - kp32[..., :2]).max(-1)
+    lines.append(f"f32 {ms['f32']:.2f} ms, bf16 {ms['bf16']:.2f} ms; with bf16 {np.mean(moved <= 1):.2%} of "
+                 f"{moved.size} keypoints stay within 1 input px of f32 (worst {moved.max():.1f} px)")
+    return "\n".join(lines)
+
+
 def markdown(result: dict) -> str:
     lines = [f"Measured {result['date']} on {result['cpu']} ({result['cores']} cores), torch {result['torch']}, "
              f"{result['threads']} threads.", ""]
@@ -256,11 +317,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--no-comparison", action="store_true")
+    parser.add_argument("--profile", metavar="MODEL", help="only OpenVINO's per-layer profile and bf16 trade-off")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.profile:
+        print(profile(args.profile, args.threads))
+        return
     names = ["rt"] if args.quick else args.models.split(",")
     rounds = 4 if args.quick else args.rounds
     result = {"date": str(date.today()), "cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
