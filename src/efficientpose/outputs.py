@@ -13,11 +13,11 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 
-from efficientpose.io import AtomicFile, PathLike, input_error
+from efficientpose.io import AtomicFile, CloseOrAbort, PathLike, input_error
 from efficientpose.pose import Pose
 from efficientpose.skeleton import KEYPOINTS
 
@@ -112,7 +112,7 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, allow_nan=False)
 
 
-class _StreamingWriter:
+class _StreamingWriter(CloseOrAbort):
     """A JSON file (opening text, one record per line, closing text) and optionally a CSV, both atomic."""
 
     def __init__(self, json_path: PathLike | None, csv_path: PathLike | None, header: list[str]) -> None:
@@ -159,15 +159,6 @@ class _StreamingWriter:
         """Delete the temporary files; final paths are left untouched."""
         for f in self._files:
             f.discard()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 class ImagePredictionsWriter(_StreamingWriter):

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from efficientpose.errors import InputError, UsageError
-from efficientpose.io import PathLike, check_readable_file, input_error, temp_sibling
+from efficientpose.io import CloseOrAbort, PathLike, check_readable_file, input_error, temp_sibling
 
 #: fps assumed when a container does not declare a usable one (times then come from timestamps if any).
 FALLBACK_FPS = 30.0
@@ -178,7 +178,7 @@ def batched(frames: Iterable[Frame], n: int) -> Iterator[list[Frame]]:
         yield batch
 
 
-class VideoWriter:
+class VideoWriter(CloseOrAbort):
     """Write RGB frames to a video file atomically: a hidden temporary file renamed on :meth:`close`.
 
     The codec follows the suffix (:data:`WRITER_FOURCC`: mp4v for .mp4, MJPG for .avi). The frame size is
@@ -264,12 +264,3 @@ class VideoWriter:
         if self._temp is not None:
             with contextlib.suppress(FileNotFoundError):
                 self._temp.unlink()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
