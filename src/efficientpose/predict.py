@@ -134,8 +134,10 @@ def search_box(pose: Pose, width: int, height: int, margin: float = 0.35) -> Box
     return _square_box(kp[best, :2], width, height, margin)
 
 
-#: While no person is tracked, a frame is searched (:func:`find_person`) at most this often, in stream seconds.
+#: While no person is tracked, a frame is searched (:func:`find_person`) at most this often, in stream seconds;
+#: each search that finds no one to track doubles the wait, up to the maximum (a large but unsure person, say).
 SEARCH_INTERVAL = 0.5
+MAX_SEARCH_INTERVAL = 4.0
 #: Sides of the search windows, as fractions of the frame's shorter side; neighbouring windows overlap by half.
 SEARCH_SCALES = (1.0, 0.6)
 
@@ -172,23 +174,25 @@ def track(frames: Iterable[Frame], estimator: PoseEstimator, *, batch_size: int 
 
     With ``roi``, each batch is cropped around the last confident pose of the previous batch (with a margin).
     When there is none, the whole frame is used, and the last frame of the batch is also searched for a smaller
-    person (:func:`find_person`, at most every ``SEARCH_INTERVAL`` seconds); where one is found, the batch's other
-    frames are run again around it. This is how tracking starts on a person too small for the whole-frame pass.
-    Scores are never smoothed.
+    person (:func:`find_person`, at most every ``SEARCH_INTERVAL`` seconds, backing off while searches find no
+    one to track); where one is found, the batch's other frames are run again around it. This is how tracking
+    starts on a person too small for the whole-frame pass. Scores are never smoothed.
     """
     filt = OneEuroFilter(smooth.min_cutoff, smooth.beta, smooth.d_cutoff, min_score=threshold) if smooth else None
     box: Box | None = None
     searched: float | None = None  # stream time of the last search
+    interval = SEARCH_INTERVAL
     for chunk in batched(frames, batch_size):
         images = [f.image for f in chunk]
         poses = estimator.predict_batch(images, [box] * len(chunk) if roi else None)
         last = chunk[-1]
         h, w = last.image.shape[:2]
         if (roi and box is None and roi_from_pose(poses[-1], w, h, threshold) is None
-                and (searched is None or last.time - searched >= SEARCH_INTERVAL)):
+                and (searched is None or last.time - searched >= interval)):
             poses[-1] = find_person(estimator, last.image, poses[-1])
             searched = last.time
             found = roi_from_pose(poses[-1], w, h, threshold)
+            interval = SEARCH_INTERVAL if found is not None else min(2 * interval, MAX_SEARCH_INTERVAL)
             if found is not None and len(chunk) > 1:  # the rest of the batch: look where the person was found
                 again = estimator.predict_batch(images[:-1], [found] * (len(chunk) - 1))
                 poses[:-1] = [b if b.scores.mean() > a.scores.mean() else a
