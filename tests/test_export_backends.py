@@ -126,6 +126,22 @@ def test_auto_falls_back_when_runtimes_are_missing(monkeypatch, tmp_path):
     assert PoseEstimator("rt", backend="auto").backend == "torch"
 
 
+def test_auto_takes_the_fastest_backend_that_matches_torch(monkeypatch, tmp_path):
+    """Costs are faked to fix the ranking; the parity check and the choice are real."""
+    monkeypatch.setenv("EFFICIENTPOSE_HOME", str(tmp_path))
+    ranking = {"torch": 3.0, "onnxruntime": 2.0, "openvino": 1.0}
+    monkeypatch.setattr(runtime, "speed_cost", lambda runner, batch: ranking[runner.name])
+    installed = [b for b in ("onnxruntime", "openvino") if runtime.available(b)]
+    if not installed:
+        pytest.skip("no optional runtime installed")
+    assert PoseEstimator("rt", backend="auto").backend == installed[-1]
+    if len(installed) == 2:  # a backend whose heatmaps differ from torch's is never chosen, however fast
+        monkeypatch.setenv("EFFICIENTPOSE_HOME", str(tmp_path / "again"))
+        real_call = runtime.OpenVinoRunner.__call__
+        monkeypatch.setattr(runtime.OpenVinoRunner, "__call__", lambda self, batch: real_call(self, batch) + 0.01)
+        assert PoseEstimator("rt", backend="auto").backend == "onnxruntime"
+
+
 def test_missing_runtime_named_explicitly_is_a_clear_error(monkeypatch):
     from efficientpose.errors import UsageError
 
