@@ -160,3 +160,52 @@ def test_folder_input_is_walked_in_natural_order(inputs: list[Path], tmp_path: P
     assert files == [str(folder / "im9.png"), str(folder / "im10.png"), str(folder / "sub" / "im2.png")]
     poses = [r.pose.keypoints for r in read_image_predictions(tmp_path / "out" / "predictions.json")]
     np.testing.assert_array_equal(poses[0], poses[1])  # same pixels, same answer
+
+
+def _coco_people(data_dir: Path) -> dict[str, list]:
+    """Every COCO sample image -> its annotated people (keypoints in COCO order, read by the package's reader)."""
+    from efficientpose.evaluate import open_dataset
+
+    people: dict[str, list] = {}
+    for split in ("val2017_mini", "train2017_mini"):
+        for sample in open_dataset("coco", data_dir / "coco", split):
+            people.setdefault(str(sample.image), []).append(sample)
+    return people
+
+
+def _error_to_nearest_person(pose_xy: np.ndarray, people: list) -> float:
+    """Median distance of the limb keypoints to the closest annotated person, over that person's size."""
+    from efficientpose.evaluate import _as_xy
+
+    best = np.inf
+    for person in people:
+        pred = _as_xy(pose_xy, KEYPOINTS, person.keypoints)
+        seen = person.annotated & np.isfinite(pred).all(axis=1)
+        if seen.sum() >= 6:
+            size = np.sqrt(np.prod(np.ptp(person.joints[seen], axis=0)) + 1.0)
+            best = min(best, float(np.median(np.hypot(*(pred[seen] - person.joints[seen]).T)) / size))
+    return best
+
+
+def test_search_finds_small_people_in_photos(data_dir: Path, tmp_path: Path, capsys) -> None:
+    """All COCO sample photos (people of 60-420 px, often several): the whole image vs ``--search``. An image
+    counts as right when the pose lies on an annotated person (median error under 0.2 of that person's size).
+    Measured (RT): 10 of 15 scored photos right with --search against 4 of 15 without, and none that was right
+    becomes wrong (the search only replaces a pose by a more confident one)."""
+    people = _coco_people(data_dir)
+    files = sorted(people)
+    results = {}
+    for flag in ("--no-search", "--search"):
+        out = tmp_path / flag
+        code, _, _ = run_cli(["predict", *files, "--output", str(out), "--backend", "onnxruntime", flag], capsys)
+        assert code == 0
+        poses = {r.file: r.pose.keypoints for r in read_image_predictions(out / "predictions.json")}
+        results[flag] = np.array([_error_to_nearest_person(poses[f][:, :2], people[f]) for f in files])
+    scored = np.isfinite(results["--no-search"]) & np.isfinite(results["--search"])
+    right = {flag: int((errors[scored] < 0.2).sum()) for flag, errors in results.items()}
+    print(f"COCO photos right: {right} of {scored.sum()}")
+    assert scored.sum() >= 12
+    assert right["--search"] >= right["--no-search"] + 4
+    was_right = scored & (results["--no-search"] < 0.2)
+    assert (results["--search"][was_right] < 0.2).all()
+    assert np.median(results["--search"][scored]) < 0.5 * np.median(results["--no-search"][scored])

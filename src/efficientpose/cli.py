@@ -42,7 +42,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     options = PredictOptions(
         output=args.output, formats=formats, draw=args.draw, smooth=args.smooth,
         smoothing=SmoothingParams(args.min_cutoff, args.beta, args.d_cutoff), batch_size=args.batch_size,
-        roi=args.roi, threshold=args.threshold,
+        roi=args.roi, search=args.search, threshold=args.threshold,
     )
     estimator = _estimator(args)
     if args.camera is not None:
@@ -265,7 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beta", type=float, default=0.05, help="One-Euro speed coefficient")
     p.add_argument("--d-cutoff", type=float, default=1.0, help="One-Euro derivative cutoff (Hz)")
     p.add_argument("--roi", action=argparse.BooleanOptionalAction, default=True,
-                   help="crop video frames around the previous confident pose (default on)")
+                   help="crop video frames around the previous confident pose, and search untracked frames "
+                        "for a small person (default on)")
+    p.add_argument("--search", action=argparse.BooleanOptionalAction, default=False,
+                   help="photos: where the whole-image pose is unsure, search for a smaller person in "
+                        "overlapping crops (about 20 extra passes for such a photo; default off)")
     p.add_argument("--threshold", type=float, default=0.3, help="score below which a keypoint is not drawn")
     p.add_argument("--batch-size", type=int, default=8, help="images/frames per forward pass")
     p.add_argument("--camera", type=int, metavar="N", help="live webcam N (q or Ctrl-C stops)")

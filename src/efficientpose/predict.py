@@ -52,6 +52,7 @@ class PredictOptions:
     smoothing: SmoothingParams = DEFAULT_SMOOTHING
     batch_size: int = 8
     roi: bool = True
+    search: bool = False  #: photos: search for a small person where the whole-image pose is unsure
     threshold: float = 0.3
     progress: bool | None = None  #: None: show a bar only when stderr is a terminal
 
@@ -262,9 +263,12 @@ def predict_video(path: Path, estimator: PoseEstimator, options: PredictOptions,
 
 
 def image_poses(paths: list[Path], estimator: PoseEstimator, batch_size: int = 8,
-                errors: list[EfficientPoseError] | None = None) -> Iterator[tuple[Path, np.ndarray, Pose]]:
+                errors: list[EfficientPoseError] | None = None, search: bool = False,
+                threshold: float = 0.3) -> Iterator[tuple[Path, np.ndarray, Pose]]:
     """(path, RGB image, pose) for every readable image, in order. A reader thread decodes and letterboxes ahead
-    while the model runs; unreadable files are appended to ``errors`` (raised if it is None)."""
+    while the model runs; unreadable files are appended to ``errors`` (raised if it is None). With ``search``,
+    an image whose whole-image pose is too unsure to crop around (:func:`roi_from_pose`) is searched for a
+    smaller person (:func:`find_person`)."""
 
     def read() -> Iterator[tuple[Path, np.ndarray, Prepared]]:
         for p in paths:
@@ -280,6 +284,8 @@ def image_poses(paths: list[Path], estimator: PoseEstimator, batch_size: int = 8
     for chunk in batched(prefetch(read(), depth=2 * batch_size), batch_size):
         poses = estimator.predict_prepared([prepared for _, _, prepared in chunk])
         for (p, image, _), pose in zip(chunk, poses, strict=True):
+            if search and roi_from_pose(pose, image.shape[1], image.shape[0], threshold) is None:
+                pose = find_person(estimator, image, pose)
             yield p, image, pose
 
 
@@ -312,7 +318,8 @@ def predict_files(inputs: Iterable[str | Path], estimator: PoseEstimator, option
         writer = ImagePredictionsWriter(json_path, csv_path, model=estimator.variant.name, names=estimator.names)
         bar = _bar(len(images), "images", options.progress)
         try:
-            for p, img, pose in image_poses(images, estimator, options.batch_size, report.errors):
+            for p, img, pose in image_poses(images, estimator, options.batch_size, report.errors,
+                                            options.search, options.threshold):
                 writer.add(str(p), img.shape[1], img.shape[0], pose)
                 report.images += 1
                 if options.draw:
