@@ -26,8 +26,9 @@ from efficientpose.errors import InputError
 from efficientpose.estimator import PoseEstimator
 from efficientpose.outputs import read_video_predictions
 from efficientpose.pose import Pose
-from efficientpose.predict import PredictOptions, track
+from efficientpose.predict import PredictOptions
 from efficientpose.skeleton import KEYPOINTS
+from efficientpose.tracking import track
 from efficientpose.video import Frame, VideoReader
 
 N = 12  # frames in the clip

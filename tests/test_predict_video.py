@@ -20,8 +20,8 @@ from PIL import Image
 from efficientpose.cli import main
 from efficientpose.outputs import read_video_predictions
 from efficientpose.pose import Pose
-from efficientpose.predict import roi_from_pose
 from efficientpose.skeleton import KEYPOINTS, LSP_KEYPOINTS
+from efficientpose.tracking import roi_from_pose
 from efficientpose.video import VideoReader, VideoWriter
 
 FPS = 12.0
@@ -170,7 +170,7 @@ def test_tracking_finds_a_person_too_small_for_the_whole_frame(number: int, data
 
 
 def test_search_windows_cover_the_frame_at_each_scale() -> None:
-    from efficientpose.predict import SEARCH_SCALES, search_windows
+    from efficientpose.tracking import SEARCH_SCALES, search_windows
 
     for width, height in ((540, 960), (1768, 994), (640, 640)):
         boxes = np.array(search_windows(width, height))

@@ -15,7 +15,8 @@ import cv2
 from efficientpose.draw import draw_pose
 from efficientpose.estimator import PoseEstimator
 from efficientpose.outputs import VideoPredictionsWriter
-from efficientpose.predict import PredictOptions, track
+from efficientpose.predict import PredictOptions
+from efficientpose.tracking import track
 from efficientpose.video import open_camera
 
 

@@ -32,7 +32,8 @@ def _estimator(args: argparse.Namespace):
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from efficientpose.predict import PredictOptions, SmoothingParams, predict_files
+    from efficientpose.predict import PredictOptions, predict_files
+    from efficientpose.tracking import SmoothingParams
 
     if not args.paths and args.camera is None:
         raise UsageError("give at least one PATH (image, folder or video) or --camera N")
