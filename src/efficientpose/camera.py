@@ -42,8 +42,7 @@ def run_camera(index: int, estimator: PoseEstimator, options: PredictOptions) ->
         else:
             print("no display (or a headless OpenCV build): writing predictions only; Ctrl-C stops", file=sys.stderr)
         options.output.mkdir(parents=True, exist_ok=True)
-        json_path = options.output / f"camera{index}.json" if "json" in options.formats else None
-        csv_path = options.output / f"camera{index}.csv" if "csv" in options.formats else None
+        json_path, csv_path = options.output_paths(f"camera{index}")
         writer = VideoPredictionsWriter(json_path, csv_path, file=f"camera:{index}", width=reader.width,
                                         height=reader.height, fps=reader.fps, model=estimator.variant.name,
                                         names=estimator.names)

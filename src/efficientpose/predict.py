@@ -21,7 +21,7 @@ from efficientpose.draw import annotated_path, draw_pose, save_image
 from efficientpose.errors import EfficientPoseError, InputError
 from efficientpose.estimator import PoseEstimator, Prepared
 from efficientpose.io import check_not_input, expand_inputs, read_image
-from efficientpose.outputs import ImagePredictionsWriter, VideoPredictionsWriter, video_output_paths
+from efficientpose.outputs import ImagePredictionsWriter, VideoPredictionsWriter
 from efficientpose.pose import Pose
 from efficientpose.tracking import DEFAULT_SMOOTHING, SmoothingParams, find_person, roi_from_pose, track
 from efficientpose.video import VideoReader, VideoWriter, batched
@@ -43,6 +43,11 @@ class PredictOptions:
     search: bool = False  #: photos: search for a small person where the whole-image pose is unsure
     threshold: float = 0.3
     progress: bool | None = None  #: None: show a bar only when stderr is a terminal
+
+    def output_paths(self, stem: str) -> tuple[Path | None, Path | None]:
+        """(JSON, CSV) paths ``output/<stem>.json`` and ``.csv``, each None unless ``formats`` asks for it."""
+        return (self.output / f"{stem}.json" if "json" in self.formats else None,
+                self.output / f"{stem}.csv" if "csv" in self.formats else None)
 
 
 @dataclass
@@ -115,9 +120,7 @@ def predict_video(path: Path, estimator: PoseEstimator, options: PredictOptions,
     """Stream one video through the model; writes ``<stem>.json``/``.csv`` and, with ``draw``, ``<stem>_pose.mp4``
     (``stem`` defaults to the video's own)."""
     reader = VideoReader(path)
-    json_path, csv_path = video_output_paths(options.output, path.with_name(f"{stem}.mp4") if stem else path)
-    json_path = json_path if "json" in options.formats else None  # --format applies to videos too
-    csv_path = csv_path if "csv" in options.formats else None
+    json_path, csv_path = options.output_paths(stem or path.stem)  # --format applies to videos too
     for p in (json_path, csv_path):
         if p is not None:
             check_not_input(p, [path])
@@ -195,8 +198,7 @@ def predict_files(inputs: Iterable[str | Path], estimator: PoseEstimator, option
             check_not_input(drawn_video_path(options.output, video, stem), images + videos)
     options.output.mkdir(parents=True, exist_ok=True)
     if images:
-        json_path = options.output / "predictions.json" if "json" in options.formats else None
-        csv_path = options.output / "predictions.csv" if "csv" in options.formats else None
+        json_path, csv_path = options.output_paths("predictions")
         for p in (json_path, csv_path):
             if p is not None:
                 check_not_input(p, images)

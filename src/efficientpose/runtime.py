@@ -78,6 +78,7 @@ class OpenVinoRunner:
     def __init__(self, onnx_path: Path, threads: int | None = None) -> None:
         import openvino as ov
 
+        self._queue_type = ov.AsyncInferQueue
         self._core = ov.Core()
         self._model = self._core.read_model(str(onnx_path))
         shape = self._model.input(0).get_partial_shape()
@@ -98,11 +99,9 @@ class OpenVinoRunner:
         x = batch.numpy()
         if len(x) == 1:
             return np.asarray(self._latency(x)[0])
-        import openvino as ov
-
         if self._queue is None:
             compiled = self._compile("THROUGHPUT")
-            self._queue = ov.AsyncInferQueue(compiled, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+            self._queue = self._queue_type(compiled, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         out: list[np.ndarray | None] = [None] * len(x)
 
         def done(request, i: int) -> None:  # noqa: ANN001 - an openvino.InferRequest

@@ -78,14 +78,17 @@ class BufferedSameConv(nn.Conv2d):
         super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=0,
                          groups=conv.groups, bias=conv.bias is not None)
         self.load_state_dict(conv.state_dict())
+        self.requires_grad_(conv.weight.requires_grad)
         self._buffers_by_shape: dict[tuple, torch.Tensor] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         top, bottom = same_padding(h, self.kernel_size[0], self.stride[0])
         left, right = same_padding(w, self.kernel_size[1], self.stride[1])
+        if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):  # autograd keeps its input
+            return super().forward(F.pad(x, (left, right, top, bottom)))
         channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
-        key = (*x.shape, x.dtype, channels_last, torch.is_inference_mode_enabled(), torch.is_grad_enabled())
+        key = (*x.shape, x.dtype, channels_last, torch.is_inference_mode_enabled())
         buffer = self._buffers_by_shape.get(key)
         if buffer is None:
             if len(self._buffers_by_shape) >= 4:  # a few batch sizes at most; never grow without bound
@@ -94,8 +97,6 @@ class BufferedSameConv(nn.Conv2d):
             if channels_last:
                 buffer = buffer.contiguous(memory_format=torch.channels_last)
             self._buffers_by_shape[key] = buffer
-        if torch.is_grad_enabled() and x.requires_grad:  # never share a buffer across autograd graphs
-            return super().forward(F.pad(x, (left, right, top, bottom)))
         buffer[..., top:top + h, left:left + w] = x
         return super().forward(buffer)
 
