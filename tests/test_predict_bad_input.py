@@ -249,3 +249,15 @@ def test_rerun_with_output_inside_the_input_folder_ignores_earlier_outputs(data_
     records = json.loads((out / "predictions.json").read_text())
     assert [Path(r["file"]).name for r in records] == ["a.jpg"]
     assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "predictions.json"]
+
+
+def test_output_that_is_a_file_is_one_line_and_leaves_the_file(data_dir: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "not-a-folder"
+    out.write_text("keep me")
+    code, _, err = run_cli(["predict", str(data_dir / "MPII-sample.jpg"), "--output", str(out),
+                            "--backend", "torch"], capsys)
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("efficientpose predict: error: ") and str(out) in lines[0], err
+    assert out.read_text() == "keep me"

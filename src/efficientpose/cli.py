@@ -327,6 +327,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except EfficientPoseError as exc:
         return report(f"efficientpose {args.command}", exc)
+    except OSError as exc:  # e.g. --output names a file, or a folder we may not write: one line, not a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"efficientpose {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
