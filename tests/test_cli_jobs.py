@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from efficientpose.cli import main
+from efficientpose.metrics import mcnemar_p
 
 # Squats in ../shared/data/video/squats_front.mp4, counted by eye on a contact sheet of all 65 frames
 # (deepest near frames 10, 34 and 59; the clip ends while she rises from the third).
@@ -44,6 +46,35 @@ def test_evaluate_scores_a_predictions_file(data_dir: Path, tmp_path: Path, caps
     assert code == 0
     report = json.loads((tmp_path / "ev" / "mpii-valid-predictions.json").read_text())
     assert report["scored_samples"] == 5 and report["missing_predictions"] == 0
+
+
+def test_evaluate_compare_decoders_pairs_the_two_reports(data_dir: Path, tmp_path: Path, capsys) -> None:
+    code = main(["evaluate", "--dataset", "lsp", "--root", str(data_dir / "lsp"), "--split", "train", "--limit", "60",
+                 "--model", "rt", "--alpha", "0.1", "--compare-decoders", "--output", str(tmp_path),
+                 "--backend", "onnxruntime"])
+    out = capsys.readouterr().out
+    assert code == 0
+    refined, argmax = (json.loads((tmp_path / f"lsp-train-rt-{d}.json").read_text()) for d in ("refined", "argmax"))
+    assert refined["alpha"] == argmax["alpha"] == 0.1 and refined["scored_samples"] == 60
+    summary = out.strip().splitlines()[-1]
+    found = re.search(r"Mean: refined ([\d.]+), argmax ([\d.]+) \(([-+][\d.]+) points\)\. Of (\d+) joints, (\d+) are "
+                      r"right only with refined and (\d+) only with argmax; exact McNemar p = ([\d.e-]+)", summary)
+    assert found, summary
+    mean_refined, mean_argmax, diff, total, only_refined, only_argmax, p_value = map(float, found.groups())
+    assert (mean_refined, mean_argmax) == (round(refined["mean"], 2), round(argmax["mean"], 2))
+    assert total == 60 * 14
+    # the discordant joints account exactly for the difference of the two pooled means
+    assert 100 * (only_refined - only_argmax) / total == pytest.approx(refined["mean"] - argmax["mean"], abs=1e-9)
+    assert diff == round(refined["mean"] - argmax["mean"], 2)
+    assert only_refined + only_argmax > 0
+    assert p_value == pytest.approx(mcnemar_p(int(only_refined), int(only_argmax)), rel=5e-3)
+
+
+def test_evaluate_compare_decoders_refuses_a_predictions_file(data_dir: Path, tmp_path: Path, capsys) -> None:
+    code = main(["evaluate", "--dataset", "lsp", "--root", str(data_dir / "lsp"), "--split", "train",
+                 "--compare-decoders", "--predictions", str(tmp_path / "p.json"), "--output", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--compare-decoders" in err and len(err.strip().splitlines()) == 1
 
 
 def test_compare_lists_every_variant_and_openpose(capsys) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+from math import comb
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,9 @@ from efficientpose.metrics import (
     ALPHA_GRID,
     auc,
     group_table,
+    mcnemar_p,
     normalized_distances,
+    paired_pck,
     pck,
     pck_curves,
     pck_from_distances,
@@ -169,3 +173,41 @@ def test_mpii_known_mix_of_displacements(mpii_arrays: tuple) -> None:
     s = near.sum() / annotated.sum()
     assert auc(ALPHA_GRID, curve) == pytest.approx(60 * s + 19)
     assert pck_from_distances(normalized_distances(pred, gt, annotated, head), 0.2).mean == result.mean
+
+
+def _exact_two_sided(k: int, n: int) -> float:
+    """Independent reference: twice the smaller binomial tail at 1/2, in exact rational arithmetic."""
+    tail = sum(Fraction(comb(n, i), 2**n) for i in range(min(k, n - k) + 1))
+    return float(min(Fraction(1), 2 * tail))
+
+
+@pytest.mark.parametrize(("only_a", "only_b"), [(46, 51), (224, 162), (0, 7), (5, 5), (689, 517), (1, 0)])
+def test_mcnemar_p_matches_exact_binomial_tails(only_a: int, only_b: int) -> None:
+    assert mcnemar_p(only_a, only_b) == pytest.approx(_exact_two_sided(only_a, only_a + only_b), rel=1e-9)
+    assert mcnemar_p(only_a, only_b) == pytest.approx(mcnemar_p(only_b, only_a), rel=1e-12)  # symmetric
+
+
+def test_mcnemar_p_without_discordant_joints_is_1() -> None:
+    assert mcnemar_p(0, 0) == 1.0
+
+
+def test_paired_pck_hand_computed() -> None:
+    nan, inf = np.nan, np.inf
+    a = np.array([[0.1, 0.3, nan, 0.2], [inf, 0.05, 0.25, 0.0]])
+    b = np.array([[0.3, 0.1, nan, 0.1], [0.1, 0.5, 0.25, 0.2]])
+    r = paired_pck(a, b, 0.2)  # per counted joint (a, b): (Y,N) (N,Y) - (Y,Y) / (N,Y) (Y,N) (N,N) (Y,Y)
+    assert (r.only_a, r.only_b, r.both, r.neither) == (2, 2, 2, 1)
+    assert r.total == 7 and r.difference == 0.0
+    only_last = paired_pck(a, b, 0.2, joints=np.array([False, False, False, True]))
+    assert (only_last.only_a, only_last.only_b, only_last.both, only_last.neither) == (0, 0, 2, 0)
+    # the difference is the difference of the two pooled PCKs
+    r = paired_pck(a, b, 0.1)
+    pa, pb = pck_from_distances(a, 0.1).mean, pck_from_distances(b, 0.1).mean
+    assert r.difference == pytest.approx(pa - pb)
+
+
+def test_paired_pck_rejects_unpaired_inputs() -> None:
+    with pytest.raises(ValueError, match="one shape"):
+        paired_pck(np.zeros((2, 3)), np.zeros((3, 3)), 0.2)
+    with pytest.raises(ValueError, match="same joints"):
+        paired_pck(np.array([[0.1, np.nan]]), np.array([[0.1, 0.2]]), 0.2)

@@ -146,18 +146,42 @@ def _samples(args: argparse.Namespace) -> list:
     return samples[: args.limit] if args.limit else samples
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
+def _write_report(report, output: Path, stem: str) -> None:
+    """The report as JSON, markdown and a curve plot under ``output``; says where."""
     from efficientpose.io import atomic_write_text
 
+    output.mkdir(parents=True, exist_ok=True)
+    report.write_json(output / f"{stem}.json")
+    report.plot_curve(output / f"{stem}-curve.png")
+    atomic_write_text(output / f"{stem}.md", report.to_text() + "\n")
+    print(f"report: {output / (stem + '.json')}, curve: {output / (stem + '-curve.png')}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
     samples = _samples(args)
-    report = _evaluate_report(args, samples)
-    print(report.to_text())
-    args.output.mkdir(parents=True, exist_ok=True)
     stem = f"{args.dataset}-{args.split or 'default'}-{args.model if args.predictions is None else 'predictions'}"
-    report.write_json(args.output / f"{stem}.json")
-    report.plot_curve(args.output / f"{stem}-curve.png")
-    atomic_write_text(args.output / f"{stem}.md", report.to_text() + "\n")
-    print(f"report: {args.output / (stem + '.json')}, curve: {args.output / (stem + '-curve.png')}")
+    if not args.compare_decoders:
+        report = _evaluate_report(args, samples)
+        print(report.to_text())
+        _write_report(report, args.output, stem)
+        return 0
+    if args.predictions is not None or args.pipeline != "ours":
+        raise UsageError("--compare-decoders runs our model: it cannot be combined with --predictions or "
+                         "--pipeline authors")
+    from efficientpose.estimator import DECODERS
+    from efficientpose.evaluate import compare_reports
+
+    reports = {}
+    for decoder in DECODERS:
+        reports[decoder] = _evaluate_report(argparse.Namespace(**{**vars(args), "decoder": decoder}), samples)
+        print(f"## decoder: {decoder}\n\n{reports[decoder].to_text()}\n")
+        _write_report(reports[decoder], args.output, f"{stem}-{decoder}")
+    (a, ra), (b, rb) = reports.items()
+    paired = compare_reports(ra, rb)
+    print(f"\n{ra.title}, Mean: {a} {ra.mean:.2f}, {b} {rb.mean:.2f} ({paired.difference:+.2f} points). "
+          f"Of {paired.total} joints, {paired.only_a} are right only with {a} and {paired.only_b} only with {b}; "
+          f"exact McNemar p = {paired.p_value:.3g}"
+          + (" (no detectable difference at 5 %)." if paired.p_value >= 0.05 else "."))
     return 0
 
 
@@ -293,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_args(p, dataset_required=True)
     p.add_argument("--predictions", type=Path, help="score this predict-format JSON instead of running a model")
     p.add_argument("--output", type=Path, default=Path("efficientpose-eval"), help="folder for the report")
+    p.add_argument("--compare-decoders", action="store_true",
+                   help="score the refined and the authors' arg-max decoding on the same images, and test the "
+                        "difference joint by joint (exact McNemar)")
 
     p = sub.add_parser("compare", help="the paper's comparison table against OpenPose")
     p.add_argument("--models", default="rt,i,ii,iii,iv,rt-lite,i-lite,ii-lite")

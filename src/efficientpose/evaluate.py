@@ -188,6 +188,9 @@ class Report:
     shared_predictions: int  #: scored samples whose image-level prediction also served another person
     unmatched_predictions: int  #: predictions that matched no sample
     skipped: dict[str, int] = field(default_factory=dict)  #: reason -> samples left out of the metric
+    #: ids of the scored samples, and their (n_scored, K) distance / normaliser (NaN: no ground truth)
+    sample_ids: tuple[str, ...] = field(default=(), repr=False)
+    distances: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)
 
     @property
     def title(self) -> str:
@@ -353,5 +356,16 @@ def evaluate(samples: Sequence[Sample], predictions: Mapping[str, PoseLike], *, 
         missing_predictions=sum(keys[i] is None for i in keep),
         shared_predictions=sum(n for n in uses.values() if n > 1),
         unmatched_predictions=len(set(predictions) - set(k for k in keys if k is not None)),
-        skipped=skipped,
+        skipped=skipped, sample_ids=tuple(s.id for s in kept), distances=dist,
     )
+
+
+def compare_reports(a: Report, b: Report) -> metrics.PairedPCK:
+    """Joint-by-joint comparison of two reports on the same samples and alpha, pooled over the joints of
+    ``Mean``: is A's difference from B more than chance?"""
+    if (a.metric, a.alpha, a.keypoints, a.mean_joints) != (b.metric, b.alpha, b.keypoints, b.mean_joints):
+        raise UsageError(f"cannot compare {a.title} with {b.title}: different metric, alpha or joints")
+    if a.sample_ids != b.sample_ids:
+        raise UsageError(f"cannot compare {a.title} with {b.title}: different scored samples")
+    joints = np.isin(a.keypoints, a.mean_joints)
+    return metrics.paired_pck(a.distances, b.distances, a.alpha, joints)

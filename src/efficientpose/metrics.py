@@ -89,6 +89,58 @@ def pck_from_distances(dist: np.ndarray, alpha: float) -> PCKResult:
     return PCKResult(float(alpha), correct.sum(axis=0), counted.sum(axis=0))
 
 
+@dataclass(frozen=True)
+class PairedPCK:
+    """Two predictors scored on the same joints at one alpha: the joints each alone gets right, and whether that
+    difference is more than chance (exact two-sided McNemar test, the usual test for paired correct/wrong)."""
+
+    alpha: float
+    only_a: int  #: joints A gets right and B wrong
+    only_b: int  #: joints B gets right and A wrong
+    both: int
+    neither: int
+
+    @property
+    def total(self) -> int:
+        return self.only_a + self.only_b + self.both + self.neither
+
+    @property
+    def difference(self) -> float:
+        """PCK of A minus PCK of B, in percentage points."""
+        return 100.0 * (self.only_a - self.only_b) / self.total if self.total else float("nan")
+
+    @property
+    def p_value(self) -> float:
+        """Chance of a split of the discordant joints at least this uneven if A and B were equally good."""
+        return mcnemar_p(self.only_a, self.only_b)
+
+
+def mcnemar_p(only_a: int, only_b: int) -> float:
+    """Exact two-sided McNemar p-value: a binomial test of ``only_a`` successes in ``only_a + only_b`` at 1/2."""
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    from scipy.stats import binomtest  # scipy.stats is slow to import; only this needs it
+
+    return float(binomtest(only_a, n, 0.5).pvalue)
+
+
+def paired_pck(dist_a: np.ndarray, dist_b: np.ndarray, alpha: float, joints: np.ndarray | None = None) -> PairedPCK:
+    """Compare two (N, K) :func:`normalized_distances` of the same samples at ``alpha``, pooled over the (K,)
+    boolean ``joints`` (default all); joints without ground truth (NaN in both) are not counted."""
+    dist_a, dist_b = np.asarray(dist_a, dtype=np.float64), np.asarray(dist_b, dtype=np.float64)
+    if dist_a.shape != dist_b.shape or dist_a.ndim != 2:
+        raise ValueError(f"paired distances must be two (N, K) arrays of one shape; got {dist_a.shape}, {dist_b.shape}")
+    if not np.array_equal(np.isnan(dist_a), np.isnan(dist_b)):
+        raise ValueError("paired distances must count the same joints (same ground truth)")
+    use = ~np.isnan(dist_a)
+    if joints is not None:
+        use &= np.asarray(joints, dtype=bool)[None, :]
+    with np.errstate(invalid="ignore"):
+        a, b = (dist_a <= alpha)[use], (dist_b <= alpha)[use]
+    return PairedPCK(float(alpha), int((a & ~b).sum()), int((b & ~a).sum()), int((a & b).sum()), int((~a & ~b).sum()))
+
+
 def pck(pred: np.ndarray, gt: np.ndarray, annotated: np.ndarray, norm_size: np.ndarray,
         alpha: float) -> PCKResult:
     """PCK (torso normaliser) or PCKh (head-size normaliser) at ``alpha``: per-joint and pooled percentages."""
