@@ -16,7 +16,7 @@ from efficientpose.export import export_onnx, quantize_int8
 from efficientpose.io import read_image
 from efficientpose.models import load_model
 from efficientpose.pose import Pose
-from efficientpose.preprocess import TF_MODE, TORCH_MODE, letterbox, to_tensor
+from efficientpose.preprocess import TF_MODE, TORCH_MODE, letterbox, to_input
 
 WITH_WEIGHTS = ["rt", "i", "ii", "rt-lite", "i-lite", "ii-lite"]
 
@@ -24,7 +24,7 @@ WITH_WEIGHTS = ["rt", "i", "ii", "rt-lite", "i-lite", "ii-lite"]
 def _real_batch(data_dir, model, n=4) -> torch.Tensor:
     norm = TORCH_MODE if model.variant.normalization == "torch" else TF_MODE
     files = [data_dir / "MPII-sample.jpg", *sorted((data_dir / "lsp" / "images").glob("im*.jpg"))[: n - 1]]
-    return to_tensor(np.stack([letterbox(read_image(p), model.input_size)[0] for p in files]), norm)
+    return to_input(np.stack([letterbox(read_image(p), model.input_size)[0] for p in files]), norm)
 
 
 @pytest.mark.parametrize("name", WITH_WEIGHTS)
@@ -34,9 +34,9 @@ def test_onnx_export_matches_pytorch(name, data_dir, tmp_path):
     onnx.checker.check_model(onnx.load(str(path)))
     x = _real_batch(data_dir, model)
     with torch.inference_mode():
-        expected = model(x).numpy()
+        expected = model(torch.from_numpy(x)).numpy()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {"image": x.numpy()})[0]
+    got = session.run(None, {"image": x})[0]
     assert got.shape == expected.shape == (4, 16, model.input_size, model.input_size)
     assert np.abs(got - expected).max() <= 1e-4
 
@@ -87,7 +87,7 @@ def test_torch_runner_rewrites_keep_the_function(name, data_dir):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = _real_batch(data_dir, model, n=4)
     with torch.inference_mode():
-        expected = model.forward_low(x).numpy()
+        expected = model.forward_low(torch.from_numpy(x)).numpy()
     runner = runtime.TorchRunner(model)
     for rows in ([0], [0, 1, 2, 3], [3], [0, 1, 2, 3], [2]):
         got = runner(x[rows])
@@ -155,7 +155,7 @@ def test_int8_accuracy_cost_on_lsp_train(data_dir, tmp_path):
     model = load_model("rt")
     fp32 = export_onnx(model, tmp_path / "rt.onnx", dynamic_batch=True, low_resolution=True)
     norm = TORCH_MODE
-    calib = [to_tensor(letterbox(read_image(p), 224)[0], norm).numpy()
+    calib = [to_input(letterbox(read_image(p), 224)[0], norm)
              for p in sorted((data_dir / "lspet" / "images").glob("im*.jpg"))[:32]]
     int8 = quantize_int8(fp32, tmp_path / "rt-int8.onnx", calib)
     onnx.checker.check_model(onnx.load(str(int8)))
@@ -164,7 +164,7 @@ def test_int8_accuracy_cost_on_lsp_train(data_dir, tmp_path):
     for label, path in (("fp32", fp32), ("int8", int8)):
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         est = PoseEstimator(model, backend="torch")
-        est.runner = lambda x, s=session: s.run(None, {"image": x.numpy()})[0]
+        est.runner = lambda x, s=session: s.run(None, {"image": x})[0]
         poses = {}
         for start in range(0, len(samples), 16):
             chunk = samples[start:start + 16]

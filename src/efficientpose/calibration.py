@@ -9,7 +9,7 @@ import numpy as np
 from efficientpose.errors import UsageError
 from efficientpose.io import expand_inputs, read_image
 from efficientpose.models.efficientpose import EfficientPose
-from efficientpose.preprocess import TF_MODE, TORCH_MODE, letterbox, to_tensor
+from efficientpose.preprocess import TF_MODE, TORCH_MODE, letterbox, to_input
 
 
 def calibration_batches(folder: Path | None, model: EfficientPose, limit: int = 64) -> list[np.ndarray]:
@@ -20,4 +20,4 @@ def calibration_batches(folder: Path | None, model: EfficientPose, limit: int = 
     if not items:
         raise UsageError(f"{folder}: no images to calibrate on")
     norm = TORCH_MODE if model.variant.normalization == "torch" else TF_MODE
-    return [to_tensor(letterbox(read_image(p), model.input_size)[0], norm).numpy() for p in items]
+    return [to_input(letterbox(read_image(p), model.input_size)[0], norm) for p in items]

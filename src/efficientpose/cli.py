@@ -67,7 +67,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     from efficientpose.models.counting import count_flops, count_parameters
     from efficientpose.models.efficientpose import EfficientPose
     from efficientpose.models.variants import VARIANTS
-    from efficientpose.weights.store import local_weights
+    from efficientpose.weights.files import local_weights
 
     print(f"{'model':8} {'input':>6} {'params':>10} {'GFLOPs':>8}  weights")
     for name, variant in VARIANTS.items():

@@ -12,9 +12,14 @@ real-time mode, so thresholds stay comparable. See docs/decoding.md.
 
 from __future__ import annotations
 
+import sys
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["decode_argmax", "decode_refined", "flip_merge", "gaussian_blur"]
 
@@ -24,10 +29,16 @@ MAX_OFFSET = 1.0
 _LOG_FLOOR = 1e-10
 
 
+def _is_tensor(value: object) -> bool:
+    """Whether ``value`` is a torch tensor, without importing torch (a tensor means torch is loaded already)."""
+    torch_module = sys.modules.get("torch")
+    return torch_module is not None and isinstance(value, torch_module.Tensor)
+
+
 def _as_maps(heatmaps: np.ndarray | torch.Tensor) -> tuple[np.ndarray, bool]:
     """(N, K, H, W) float32 numpy view/copy, and whether the input had no batch axis."""
-    if isinstance(heatmaps, torch.Tensor):
-        heatmaps = heatmaps.detach().to("cpu", torch.float32).numpy()
+    if _is_tensor(heatmaps):
+        heatmaps = heatmaps.detach().float().cpu().numpy()
     maps = np.asarray(heatmaps, dtype=np.float32)
     if maps.ndim == 3:
         return maps[None], True
@@ -134,9 +145,9 @@ def flip_merge(heatmaps: np.ndarray | torch.Tensor, flipped_heatmaps: np.ndarray
     (e.g. ``SKELETONS['mpii16'].flip_index``) says which channel of the flipped image holds each keypoint.
     """
     index = np.asarray(flip_index, dtype=np.int64)
-    if isinstance(heatmaps, torch.Tensor):
-        back = torch.flip(flipped_heatmaps, dims=(-1,))
-        back = back.index_select(-3, torch.as_tensor(index, device=back.device))
+    if _is_tensor(heatmaps):
+        back = flipped_heatmaps.flip(-1)
+        back = back.index_select(-3, sys.modules["torch"].as_tensor(index, device=back.device))
         return (heatmaps + back) * 0.5
     back = np.asarray(flipped_heatmaps)[..., index, :, ::-1]
     return (np.asarray(heatmaps) + back) * 0.5

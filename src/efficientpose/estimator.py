@@ -5,22 +5,24 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 from efficientpose.decode import decode_argmax, decode_refined, flip_merge
 from efficientpose.errors import UsageError
 from efficientpose.io import to_rgb_array
-from efficientpose.models.builders import load_model
-from efficientpose.models.efficientpose import EfficientPose
-from efficientpose.models.fuse import optimize_for_inference
+from efficientpose.models.variants import Variant, get_variant
 from efficientpose.pose import Pose
-from efficientpose.preprocess import TF_MODE, TORCH_MODE, Letterbox, letterbox, to_tensor
-from efficientpose.runtime import Runner, make_runner, select_auto
+from efficientpose.preprocess import TF_MODE, TORCH_MODE, Letterbox, letterbox, to_input
+from efficientpose.runtime import Runner, cached_runner, file_identity, make_runner, select_auto
 from efficientpose.skeleton import flip_index
-from efficientpose.weights.store import home
+from efficientpose.weights.files import home, local_weights
+
+if TYPE_CHECKING:
+    from efficientpose.models.efficientpose import EfficientPose
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
 Box = tuple[float, float, float, float]  #: x0, y0, x1, y1 in original pixels
@@ -43,18 +45,55 @@ class PoseEstimator:
                  threads: int | None = None) -> None:
         if decoder not in DECODERS:
             raise UsageError(f"unknown decoder {decoder!r}; choose one of: {', '.join(DECODERS)}")
-        self.model = model if isinstance(model, EfficientPose) else load_model(model, weights=weights)
-        self.variant = self.model.variant
-        self.size = self.model.input_size
-        self.names = tuple(self.model.keypoints)
-        self.normalization = TORCH_MODE if self.variant.normalization == "torch" else TF_MODE
         self.flip = flip
         self.decoder = decoder
-        self._flip_index = flip_index(self.names)
-        self._upsample = optimize_for_inference(self.model.upsample)  # only the fixed upsampler, depthwise
+        self._weights = weights
+        self._upsampler = None
         cache = home() / "runtime"
-        self.runner: Runner = (select_auto(self.model, cache, threads) if backend == "auto"
-                               else make_runner(backend, self.model, cache, threads))
+        identity = _identity(model, weights)
+        cached = cached_runner(identity, backend, cache, threads) if identity else None
+        if cached is not None:  # a cached export: the network (and torch) load only if asked for
+            self.runner: Runner = cached[0]
+            self._model = None
+            self._name = model
+            variant, names = get_variant(cached[1].variant), cached[1].keypoints
+        else:
+            if isinstance(model, str):
+                from efficientpose.models.builders import load_model
+
+                self._model = load_model(model, weights=weights)
+                identity = _identity(model, weights)  # loading may have written the converted cache
+            else:
+                self._model = model
+            self._name = self._model.variant.name
+            self.runner = (select_auto(self._model, cache, threads, identity=identity) if backend == "auto"
+                           else make_runner(backend, self._model, cache, threads, identity))
+            variant, names = self._model.variant, tuple(self._model.keypoints)
+        self.variant: Variant = variant
+        self.size = variant.input_size
+        self.names = names
+        self.normalization = TORCH_MODE if variant.normalization == "torch" else TF_MODE
+        self._flip_index = flip_index(self.names)
+
+    @property
+    def model(self) -> EfficientPose:
+        """The PyTorch network (built on first use when the backend runs a cached export)."""
+        if self._model is None:
+            from efficientpose.models.builders import load_model
+
+            self._model = load_model(self._name, weights=self._weights)
+        return self._model
+
+    def _upsample(self, maps: np.ndarray) -> np.ndarray:
+        """R/8 maps -> R x R through the model's own fixed bilinear layers (depthwise, as for inference)."""
+        import torch
+
+        if self._upsampler is None:
+            from efficientpose.models.fuse import optimize_for_inference
+
+            self._upsampler = optimize_for_inference(self.model.upsample)
+        with torch.inference_mode():
+            return self._upsampler(torch.from_numpy(np.ascontiguousarray(maps))).numpy()
 
     @property
     def backend(self) -> str:
@@ -69,15 +108,12 @@ class PoseEstimator:
     def heatmaps(self, batch: np.ndarray, full: bool = False) -> np.ndarray:
         """Heatmaps for letterboxed uint8 inputs (N, R, R, 3), flip-averaged if enabled: the network's own
         (N, K, R/8, R/8), or with ``full`` upsampled to (N, K, R, R) by the model's fixed bilinear layers."""
-        tensor = to_tensor(batch, self.normalization)
-        maps = self.runner(tensor)
+        x = to_input(batch, self.normalization)
+        maps = self.runner(x)
         if self.flip:
-            mirrored = self.runner(tensor.flip(-1).contiguous())
+            mirrored = self.runner(np.ascontiguousarray(x[..., ::-1]))
             maps = flip_merge(maps, mirrored, self._flip_index)
-        if full:
-            with torch.inference_mode():
-                maps = self._upsample(torch.from_numpy(np.ascontiguousarray(maps))).numpy()
-        return maps
+        return self._upsample(maps) if full else maps
 
     def decode(self, maps: np.ndarray) -> np.ndarray:
         """Keypoints (N, K, 3) in input pixels from R/8 heatmaps (N, K, R/8, R/8).
@@ -88,9 +124,7 @@ class PoseEstimator:
         """
         if self.decoder == "refined":
             return decode_refined(maps, 0.0, stride=self.size / maps.shape[-1])
-        with torch.inference_mode():
-            full = self._upsample(torch.from_numpy(np.ascontiguousarray(maps))).numpy()
-        return decode_argmax(full, blur=1.0)
+        return decode_argmax(self._upsample(maps), blur=1.0)
 
     def predict(self, image: ImageLike, roi: Box | None = None) -> Pose:
         """One image (a path, a PIL image or an HxWx3 uint8 RGB array) -> Pose in the image's pixels."""
@@ -127,3 +161,14 @@ def crop(image: np.ndarray, box: Box | None) -> tuple[np.ndarray, tuple[int, int
     if x1 - x0 < 8 or y1 - y0 < 8:
         return image, (0, 0)
     return image[y0:y1, x0:x1], (x0, y0)
+
+
+def _identity(model: str | EfficientPose, weights: str | os.PathLike | None) -> str | None:
+    """The runtime-cache identity of a model named ``model``: its variant and the digest of the file its weights
+    load from (explicit, else the resolution order's local file). None for a model built in Python (identified
+    by its state dict instead) or weights not on disk yet."""
+    if not isinstance(model, str):
+        return None
+    variant = get_variant(model)
+    source = Path(weights) if weights is not None else local_weights(variant)
+    return file_identity(variant.name, source) if source is not None and source.is_file() else None

@@ -8,12 +8,15 @@ image and the R x R network input exactly (per-axis scales, so rounding of the r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
 
-__all__ = ["Normalization", "TORCH_MODE", "TF_MODE", "Letterbox", "letterbox", "to_tensor"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["Normalization", "TORCH_MODE", "TF_MODE", "Letterbox", "letterbox", "to_input", "to_tensor"]
 
 
 @dataclass(frozen=True)
@@ -114,19 +117,23 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
     return canvas, box
 
 
-def to_tensor(batch: np.ndarray, normalization: Normalization) -> torch.Tensor:
-    """uint8 images (N, R, R, 3) or (R, R, 3) -> normalised float32 tensor (N, 3, R, R), contiguous.
-
-    One layout-changing conversion, then an in-place scale and shift (measured faster and steadier than a
-    fused ``addcmul`` writing into its own input).
-    """
+def to_input(batch: np.ndarray, normalization: Normalization) -> np.ndarray:
+    """uint8 images (N, R, R, 3) or (R, R, 3) -> normalised float32 array (N, 3, R, R), contiguous: the input
+    every backend takes (numpy, so the ONNX Runtime and OpenVINO paths never load torch)."""
     if batch.dtype != np.uint8 or batch.shape[-1] != 3 or batch.ndim not in (3, 4):
         raise ValueError(f"expected uint8 images (N, R, R, 3), got {batch.dtype} {batch.shape}")
     if batch.ndim == 3:
         batch = batch[None]
     scale, bias = normalization.scale_bias()
-    x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2)
-    x = x.to(torch.float32, memory_format=torch.contiguous_format)
-    scale_t = torch.as_tensor(scale, dtype=torch.float32).view(1, 3, 1, 1)
-    bias_t = torch.as_tensor(bias, dtype=torch.float32).view(1, 3, 1, 1)
-    return x.mul_(scale_t).add_(bias_t)
+    out = np.empty((batch.shape[0], 3, *batch.shape[1:3]), dtype=np.float32)
+    for c in range(3):  # per channel: one strided read, float32 multiply and add in place
+        np.multiply(batch[..., c], np.float32(scale[c]), out=out[:, c], dtype=np.float32)
+        out[:, c] += np.float32(bias[c])
+    return out
+
+
+def to_tensor(batch: np.ndarray, normalization: Normalization) -> torch.Tensor:
+    """:func:`to_input` as a torch tensor (shares memory), for the PyTorch model."""
+    import torch
+
+    return torch.from_numpy(to_input(batch, normalization))

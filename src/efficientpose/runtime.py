@@ -1,6 +1,12 @@
 """Inference backends behind :class:`~efficientpose.estimator.PoseEstimator`: PyTorch (eager, optimised),
-ONNX Runtime and OpenVINO. Each maps a normalised float32 batch (N, 3, R, R) to the network's own R/8 heatmaps
-(N, K, R/8, R/8); the fixed bilinear upsampling is left to whoever needs full-resolution maps."""
+ONNX Runtime and OpenVINO. Each maps a normalised float32 numpy batch (N, 3, R, R) to the network's own R/8
+heatmaps (N, K, R/8, R/8); the fixed bilinear upsampling is left to whoever needs full-resolution maps.
+
+ONNX exports and the ``auto`` choice are cached under an *identity* naming the weights (variant plus a digest of
+the weights file, or of the state dict for a model built in Python). :func:`cached_runner` reopens such an
+export without building the network, so a start with a cached ONNX Runtime or OpenVINO backend never imports
+torch.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +16,17 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import torch
 
 from efficientpose.errors import UsageError
-from efficientpose.models.efficientpose import EfficientPose, LowResolution
-from efficientpose.models.fuse import for_eager_inference, optimize_for_inference
+from efficientpose.weights.files import sha256
+
+if TYPE_CHECKING:
+    from efficientpose.models.efficientpose import EfficientPose
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
 
@@ -28,7 +36,7 @@ class Runner(Protocol):
 
     name: str
 
-    def __call__(self, batch: torch.Tensor) -> np.ndarray: ...
+    def __call__(self, batch: np.ndarray) -> np.ndarray: ...
 
 
 class TorchRunner:
@@ -38,12 +46,20 @@ class TorchRunner:
     name = "torch"
 
     def __init__(self, model: EfficientPose) -> None:
+        import torch
+
+        from efficientpose.models.efficientpose import LowResolution
+        from efficientpose.models.fuse import for_eager_inference, optimize_for_inference
+
         fused = for_eager_inference(optimize_for_inference(model))
         self.model = LowResolution(fused).to(memory_format=torch.channels_last)
 
-    def __call__(self, batch: torch.Tensor) -> np.ndarray:
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
         with torch.inference_mode():
-            return self.model(batch.contiguous(memory_format=torch.channels_last)).contiguous().numpy()
+            return self.model(x.contiguous(memory_format=torch.channels_last)).contiguous().numpy()
 
 
 class OnnxRuntimeRunner:
@@ -61,8 +77,8 @@ class OnnxRuntimeRunner:
         self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         self.input = self.session.get_inputs()[0].name
 
-    def __call__(self, batch: torch.Tensor) -> np.ndarray:
-        return self.session.run(None, {self.input: batch.numpy()})[0]
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input: np.ascontiguousarray(batch, dtype=np.float32)})[0]
 
 
 class OpenVinoRunner:
@@ -95,8 +111,8 @@ class OpenVinoRunner:
             config["INFERENCE_NUM_THREADS"] = self._threads
         return self._core.compile_model(self._model, "CPU", config)
 
-    def __call__(self, batch: torch.Tensor) -> np.ndarray:
-        x = batch.numpy()
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(batch, dtype=np.float32)
         if len(x) == 1:
             return np.asarray(self._latency(x)[0])
         if self._queue is None:
@@ -120,39 +136,106 @@ def available(backend: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def _onnx_file(model: EfficientPose, cache: Path) -> Path:
-    from efficientpose.export import export_onnx
+@dataclass(frozen=True)
+class CachedExport:
+    """A cached ONNX export and what running it needs besides the file: the variant and the keypoint names."""
 
-    digest = _fingerprint(model)
-    path = cache / f"{model.variant.name}-{digest}-low.onnx"
-    if not path.is_file():
-        export_onnx(model, path, dynamic_batch=True, low_resolution=True)
-    return path
+    onnx: Path
+    variant: str
+    keypoints: tuple[str, ...]
 
 
-def _fingerprint(model: EfficientPose) -> str:
-    """A short content hash of the weights, so a cached export never serves other weights."""
+def file_identity(variant: str, weights_file: Path) -> str:
+    """The cache identity of a model loaded from ``weights_file``: variant and the file's digest."""
+    return f"{variant}-{sha256(Path(weights_file))[:16]}"
+
+
+def model_identity(model: EfficientPose) -> str:
+    """The cache identity of a model in memory: variant and a digest of its state dict."""
     import hashlib
 
     h = hashlib.sha256()
     for key, value in model.state_dict().items():
         h.update(key.encode())
         h.update(value.detach().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+    return f"{model.variant.name}-{h.hexdigest()[:16]}"
 
 
-def make_runner(backend: str, model: EfficientPose, cache: Path, threads: int | None = None) -> Runner:
-    """Build one named backend; a missing runtime gives a UsageError saying which extra to install."""
+def _export_paths(cache: Path, identity: str) -> tuple[Path, Path]:
+    return cache / f"{identity}-low.onnx", cache / f"{identity}-low.json"
+
+
+def export_for(model: EfficientPose, cache: Path, identity: str | None = None) -> CachedExport:
+    """The dynamic-batch R/8 ONNX export of ``model`` in ``cache``, exported on first use; a small JSON beside
+    it records what :func:`cached_runner` needs to run it without the network."""
+    from efficientpose.export import export_onnx
+
+    identity = identity or model_identity(model)
+    onnx, info = _export_paths(cache, identity)
+    if not onnx.is_file():
+        export_onnx(model, onnx, dynamic_batch=True, low_resolution=True)
+    entry = CachedExport(onnx, model.variant.name, tuple(model.keypoints))
+    if _read_export(cache, identity) != entry:  # absent or damaged: (re)write it
+        _write_json(info, {"variant": entry.variant, "keypoints": list(entry.keypoints)})
+    return entry
+
+
+def _read_export(cache: Path, identity: str) -> CachedExport | None:
+    onnx, info = _export_paths(cache, identity)
+    try:
+        meta = json.loads(info.read_text())
+        entry = CachedExport(onnx, str(meta["variant"]), tuple(str(k) for k in meta["keypoints"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return entry if onnx.is_file() else None
+
+
+def _write_json(path: Path, data: object) -> None:
+    """Write JSON atomically (temporary file in the same folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)
+
+
+def _check_backend(backend: str) -> None:
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; choose one of: auto, {', '.join(BACKENDS)}")
     if not available(backend):
         extra = {"onnxruntime": "onnx", "openvino": "openvino"}[backend]
         raise UsageError(f"backend {backend!r} is not installed: pip install 'efficientpose[{extra}]'")
+
+
+def _onnx_runner(backend: str, onnx: Path, threads: int | None) -> Runner:
+    return OnnxRuntimeRunner(onnx, threads) if backend == "onnxruntime" else OpenVinoRunner(onnx, threads)
+
+
+def make_runner(backend: str, model: EfficientPose, cache: Path, threads: int | None = None,
+                identity: str | None = None) -> Runner:
+    """Build one named backend; a missing runtime gives a UsageError saying which extra to install."""
+    _check_backend(backend)
     if backend == "torch":
         return TorchRunner(model)
-    if backend == "onnxruntime":
-        return OnnxRuntimeRunner(_onnx_file(model, cache), threads)
-    return OpenVinoRunner(_onnx_file(model, cache), threads)
+    return _onnx_runner(backend, export_for(model, cache, identity).onnx, threads)
+
+
+def cached_runner(identity: str, backend: str, cache: Path,
+                  threads: int | None = None) -> tuple[Runner, CachedExport] | None:
+    """An ONNX Runtime or OpenVINO runner over a cached export, built without torch; None when there is no such
+    export, the backend is torch, or ``auto`` has not chosen yet (the caller then builds the network)."""
+    if backend == "auto":
+        backend = _read_choices(cache).get(_choice_key(identity, threads), "")
+        if backend not in ("onnxruntime", "openvino") or not available(backend):
+            return None
+    elif backend == "torch":
+        return None
+    else:
+        _check_backend(backend)
+    entry = _read_export(cache, identity)
+    if entry is None:
+        return None
+    return _onnx_runner(backend, entry.onnx, threads), entry
 
 
 def median_ms(fn: Callable[[], object], repeats: int = 5) -> float:
@@ -166,7 +249,7 @@ def median_ms(fn: Callable[[], object], repeats: int = 5) -> float:
     return float(np.median(times) * 1000)
 
 
-def speed_cost(runner: Runner, batch: torch.Tensor) -> float:
+def speed_cost(runner: Runner, batch: np.ndarray) -> float:
     """Milliseconds per image, weighing one image (webcam, single photos) and a whole ``batch`` (folders, video)
     equally: the geometric mean of the batch-1 latency and the per-image time of the batch."""
     one = median_ms(lambda: runner(batch[:1]))
@@ -174,30 +257,37 @@ def speed_cost(runner: Runner, batch: torch.Tensor) -> float:
     return float(np.sqrt(one * many))
 
 
+def _choice_key(identity: str, threads: int | None) -> str:
+    return f"{identity}-{os.cpu_count()}-{threads}-cost2"  # cost2: ranked by speed_cost
+
+
+def _read_choices(cache: Path) -> dict[str, str]:
+    try:
+        choices = json.loads((cache / "backend.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return choices if isinstance(choices, dict) else {}
+
+
 def select_auto(model: EfficientPose, cache: Path, threads: int | None = None,
-                candidates: tuple[str, ...] = BACKENDS) -> Runner:
+                candidates: tuple[str, ...] = BACKENDS, identity: str | None = None) -> Runner:
     """The fastest installed backend whose heatmaps match torch's (max abs diff <= 1e-3); the choice is cached
-    per model fingerprint and machine in ``cache/backend.json`` so later starts skip the measurement.
+    per model identity and machine in ``cache/backend.json`` so later starts skip the measurement.
 
     "Fastest" is the lowest :func:`speed_cost`.
     """
-    choice_file = cache / "backend.json"
-    key = f"{model.variant.name}-{_fingerprint(model)}-{os.cpu_count()}-{threads}-cost2"  # cost2: speed_cost
-    choices: dict[str, str] = {}
-    if choice_file.is_file():
-        try:
-            choices = json.loads(choice_file.read_text())
-        except (OSError, ValueError):
-            choices = {}
+    identity = identity or model_identity(model)
+    key = _choice_key(identity, threads)
+    choices = _read_choices(cache)
     cached = choices.get(key)
     if cached in candidates and available(cached):
         try:
-            return make_runner(cached, model, cache, threads)
+            return make_runner(cached, model, cache, threads, identity)
         except Exception:  # noqa: BLE001 - a broken runtime falls back to re-measuring
             pass
     reference = TorchRunner(model)
     size = model.input_size
-    batch = torch.from_numpy(np.random.default_rng(0).standard_normal((4, 3, size, size), dtype=np.float32))
+    batch = np.random.default_rng(0).standard_normal((4, 3, size, size), dtype=np.float32)
     expected = reference(batch)
 
     best: tuple[float, Runner] = (speed_cost(reference, batch), reference)
@@ -205,7 +295,7 @@ def select_auto(model: EfficientPose, cache: Path, threads: int | None = None,
         if name == "torch" or not available(name):
             continue
         try:
-            runner = make_runner(name, model, cache, threads)
+            runner = make_runner(name, model, cache, threads, identity)
             if float(np.abs(runner(batch) - expected).max()) > 1e-3:
                 continue
             ms = speed_cost(runner, batch)
@@ -214,9 +304,5 @@ def select_auto(model: EfficientPose, cache: Path, threads: int | None = None,
         if ms < best[0]:
             best = (ms, runner)
     choices[key] = best[1].name
-    cache.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(choices, f, indent=1)
-    os.replace(tmp, choice_file)
+    _write_json(cache / "backend.json", choices)
     return best[1]

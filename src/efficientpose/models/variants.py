@@ -6,8 +6,40 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from efficientpose.errors import UsageError
-from efficientpose.models.efficientnet import BackboneSpec, StageSpec
 from efficientpose.skeleton import KEYPOINTS
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One EfficientNet stage: output channels, number of blocks, expansion ratio, kernel, first stride."""
+
+    channels: int
+    repeats: int
+    expand: int
+    kernel: int
+    stride: int
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A truncated EfficientNet: stem width, stages, activation, SE on/off and BN momentum.
+
+    ``last_residual=False`` reproduces the low-resolution path's quirk: its final block has no residual
+    add (architecture.md §3.4).
+    """
+
+    name: str
+    stem: int
+    stages: tuple[StageSpec, ...]
+    act: str = "swish"
+    se: bool = True
+    keras_momentum: float = 0.99
+    last_residual: bool = True
+
+    @property
+    def out_channels(self) -> int:
+        return self.stages[-1].channels
+
 
 #: The authors' repository at the commit whose files this package pins.
 AUTHORS_REPO = "daniegr/EfficientPose"

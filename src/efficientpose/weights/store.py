@@ -7,13 +7,10 @@ Nothing is ever unpickled.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import shutil
 import tempfile
-import urllib.request
 from pathlib import Path
 
 import torch
@@ -22,8 +19,9 @@ from safetensors.torch import load_file, save_file
 
 from efficientpose.errors import WeightsError
 from efficientpose.models.efficientpose import EfficientPose
-from efficientpose.models.variants import Variant, WeightFile
+from efficientpose.models.variants import WeightFile
 from efficientpose.weights.convert import keras_to_state_dict
+from efficientpose.weights.files import cache_path, download, sha256, url_of, verify
 from efficientpose.weights.keras import read_keras_h5
 from efficientpose.weights.tflite import read_tflite
 
@@ -31,20 +29,6 @@ log = logging.getLogger(__name__)
 
 #: Side heads a published file may lack when a model is built with them for training.
 OPTIONAL_HEADS = ("pafs_head", "confs1_head")
-
-
-def home() -> Path:
-    """The cache folder: ``$EFFICIENTPOSE_HOME`` or ``~/.cache/efficientpose``."""
-    return Path(os.environ.get("EFFICIENTPOSE_HOME") or Path.home() / ".cache" / "efficientpose")
-
-
-def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_metadata(path: Path) -> dict[str, str]:
@@ -128,41 +112,6 @@ def convert_file(model: EfficientPose, path: Path) -> dict[str, torch.Tensor]:
     raise WeightsError(f"{path}: unknown weight format {suffix!r}; expected .safetensors, .h5 or .tflite")
 
 
-def cache_path(variant: Variant) -> Path:
-    return home() / f"efficientpose-{variant.name}.safetensors"
-
-
-def _verify(path: Path, file: WeightFile) -> None:
-    if file.sha256 is not None:
-        actual = sha256(path)
-        if actual != file.sha256:
-            raise WeightsError(f"{path}: SHA-256 {actual[:16]}… does not match the pinned {file.sha256[:16]}… "
-                               f"of the authors' {file.relpath}")
-
-
-def _url(file: WeightFile) -> str:
-    """Where ``file`` is downloaded from: ``$EFFICIENTPOSE_WEIGHTS_URL`` if set, else the authors' repository."""
-    base = os.environ.get("EFFICIENTPOSE_WEIGHTS_URL")
-    return f"{base.rstrip('/')}/{file.relpath}" if base else file.url
-
-
-def _download(file: WeightFile) -> Path:
-    """Fetch ``file`` from the authors' repository (or ``$EFFICIENTPOSE_WEIGHTS_URL``) and verify its checksum."""
-    url = _url(file)
-    dest = home() / "downloads" / file.relpath
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310
-            shutil.copyfileobj(response, out)
-        _verify(Path(tmp), file)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return dest
-
-
 def resolve_state_dict(model: EfficientPose, weights: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
     """The state dict for ``model``, found in the documented order; one clear WeightsError if nowhere."""
     variant = model.variant
@@ -182,7 +131,7 @@ def resolve_state_dict(model: EfficientPose, weights: str | os.PathLike | None =
             candidate = Path(folder) / file.relpath
             looked.append(str(candidate))
             if candidate.is_file():
-                _verify(candidate, file)
+                verify(candidate, file)
                 return _cache(model, candidate, file)
     else:
         looked.append("$EFFICIENTPOSE_WEIGHTS_DIR (not set)")
@@ -191,11 +140,11 @@ def resolve_state_dict(model: EfficientPose, weights: str | os.PathLike | None =
         if file.sha256 is None:
             continue  # never download what cannot be verified
         try:
-            return _cache(model, _download(file), file)
+            return _cache(model, download(file), file)
         except WeightsError:
             raise
         except Exception as exc:  # network errors of every kind
-            failures.append(f"{_url(file)} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
+            failures.append(f"{url_of(file)} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
     how = ("download failed: " + "; ".join(failures)) if failures else "no published file with a pinned checksum"
     raise WeightsError(
         f"no weights for EfficientPose {variant.title}: looked in {', '.join(looked)}; {how}. "
@@ -212,14 +161,3 @@ def _cache(model: EfficientPose, source: Path, file: WeightFile) -> dict[str, to
     except OSError as exc:  # a read-only cache is not fatal
         log.warning("could not write the weight cache %s: %s", cache_path(model.variant), exc)
     return state
-
-
-def local_weights(variant: Variant) -> Path | None:
-    """The local file the resolution order would use for ``variant`` (cache or weights folder), if any."""
-    if cache_path(variant).is_file():
-        return cache_path(variant)
-    folder = os.environ.get("EFFICIENTPOSE_WEIGHTS_DIR")
-    for file in variant.files if folder else ():
-        if (Path(folder) / file.relpath).is_file():
-            return Path(folder) / file.relpath
-    return None
