@@ -38,6 +38,8 @@ class PoseEstimator:
     ``decoder`` is "refined" (arg-max + DARK sub-pixel refinement, the default) or "argmax" (the authors':
     Gaussian blur sigma 1, arg-max, pixel centre). ``flip`` averages with the mirrored image's heatmaps.
     ``backend`` is "auto" (fastest installed backend that matches torch), "torch", "onnxruntime" or "openvino".
+    When an earlier start cached the ONNX export of the same weights file, an ONNX Runtime or OpenVINO backend
+    starts from it without building the PyTorch network; :attr:`model` builds that on first use.
     """
 
     def __init__(self, model: str | EfficientPose = "rt", weights: str | os.PathLike | None = None, *,
