@@ -7,9 +7,11 @@ first, in-process start filled with the export, its description and the ``auto``
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +92,20 @@ def test_a_damaged_cache_description_falls_back_to_exporting_again(home: Path, d
     repaired = _probe(image, "onnxruntime")
     assert not repaired["torch_at_start"]
     np.testing.assert_allclose(np.array(repaired["keypoints"]), expected, atol=1e-4)
+
+
+def test_an_unusable_home_still_predicts_and_caches_in_the_temporary_folder(
+        tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    image = data_dir / "lsp" / "images" / "im0002.jpg"
+    expected = PoseEstimator("rt", backend="torch").predict(image).keypoints
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("a file, not a folder")
+    monkeypatch.setenv("EFFICIENTPOSE_HOME", str(not_a_folder / "home"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    with caplog.at_level(logging.WARNING):
+        est = PoseEstimator("rt", backend="onnxruntime")
+    assert est.backend == "onnxruntime"
+    assert any("cannot use" in r.getMessage() and str(not_a_folder) in r.getMessage() for r in caplog.records)
+    assert list((tmp_path / "tmp").glob("efficientpose-runtime-*/rt-*-low.onnx"))
+    assert np.abs(est.predict(image).keypoints[:, :2] - expected[:, :2]).max() <= 1.0

@@ -17,9 +17,9 @@ from efficientpose.io import to_rgb_array
 from efficientpose.models.variants import Variant, get_variant
 from efficientpose.pose import Pose
 from efficientpose.preprocess import TF_MODE, TORCH_MODE, Letterbox, letterbox, to_input
-from efficientpose.runtime import Runner, cached_runner, file_identity, make_runner, select_auto
+from efficientpose.runtime import Runner, cache_dir, cached_runner, file_identity, make_runner, select_auto
 from efficientpose.skeleton import flip_index
-from efficientpose.weights.files import home, local_weights
+from efficientpose.weights.files import local_weights
 
 if TYPE_CHECKING:
     from efficientpose.models.efficientpose import EfficientPose
@@ -51,7 +51,7 @@ class PoseEstimator:
         self.decoder = decoder
         self._weights = weights
         self._upsampler = None
-        cache = home() / "runtime"
+        cache = cache_dir()
         identity = _identity(model, weights)
         cached = cached_runner(identity, backend, cache, threads) if identity else None
         if cached is not None:  # a cached export: the network (and torch) load only if asked for

@@ -10,8 +10,10 @@ torch.
 
 from __future__ import annotations
 
+import getpass
 import importlib.util
 import json
+import logging
 import os
 import tempfile
 import time
@@ -23,12 +25,14 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from efficientpose.errors import UsageError
-from efficientpose.weights.files import sha256
+from efficientpose.weights.files import home, sha256
 
 if TYPE_CHECKING:
     from efficientpose.models.efficientpose import EfficientPose
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
+
+log = logging.getLogger(__name__)
 
 
 class Runner(Protocol):
@@ -134,6 +138,20 @@ def available(backend: str) -> bool:
     """Whether the runtime package for ``backend`` is installed."""
     module = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}[backend]
     return importlib.util.find_spec(module) is not None
+
+
+def cache_dir() -> Path:
+    """Where exports and the ``auto`` choice are kept: ``$EFFICIENTPOSE_HOME/runtime``, or a per-user folder in
+    the temporary directory when that cannot be created (a read-only or misconfigured home), said once."""
+    preferred = home() / "runtime"
+    try:
+        preferred.mkdir(parents=True, exist_ok=True)
+        return preferred
+    except OSError as exc:
+        fallback = Path(tempfile.gettempdir()) / f"efficientpose-runtime-{getpass.getuser()}"
+        log.warning("cannot use %s (%s); caching exports in %s instead", preferred, exc.strerror or exc, fallback)
+        fallback.mkdir(parents=True, exist_ok=True)
+        return fallback
 
 
 @dataclass(frozen=True)
