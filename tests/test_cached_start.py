@@ -109,3 +109,16 @@ def test_an_unusable_home_still_predicts_and_caches_in_the_temporary_folder(
     assert any("cannot use" in r.getMessage() and str(not_a_folder) in r.getMessage() for r in caplog.records)
     assert list((tmp_path / "tmp").glob("efficientpose-runtime-*/rt-*-low.onnx"))
     assert np.abs(est.predict(image).keypoints[:, :2] - expected[:, :2]).max() <= 1.0
+
+
+def test_a_damaged_cached_export_is_exported_again(home: Path, data_dir: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    image = data_dir / "lsp" / "images" / "im0002.jpg"
+    expected = PoseEstimator("rt", backend="openvino").predict(image).keypoints
+    (export,) = (home / "runtime").glob("rt-*-low.onnx")
+    export.write_bytes(export.read_bytes()[:5000])  # truncated
+    with caplog.at_level(logging.WARNING):
+        est = PoseEstimator("rt", backend="openvino")
+    assert any("unreadable cached export" in r.getMessage() for r in caplog.records)
+    np.testing.assert_allclose(est.predict(image).keypoints, expected, atol=1e-4)
+    assert export.stat().st_size > 5000 and not _probe(image, "openvino")["torch_at_start"]

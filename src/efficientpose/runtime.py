@@ -253,7 +253,13 @@ def cached_runner(identity: str, backend: str, cache: Path,
     entry = _read_export(cache, identity)
     if entry is None:
         return None
-    return _onnx_runner(backend, entry.onnx, threads), entry
+    try:
+        return _onnx_runner(backend, entry.onnx, threads), entry
+    except Exception as exc:  # noqa: BLE001 - a damaged export of any kind is exported again
+        log.warning("ignoring the unreadable cached export %s (%s)", entry.onnx, str(exc).splitlines()[0] if str(exc)
+                    else type(exc).__name__)
+        entry.onnx.unlink(missing_ok=True)
+        return None
 
 
 def median_ms(fn: Callable[[], object], repeats: int = 5) -> float:
