@@ -24,11 +24,15 @@ def _add_model_args(p: argparse.ArgumentParser, default: str = "rt") -> None:
     p.add_argument("--weights", type=Path, help="weight file (.safetensors, .h5 or .tflite) instead of the default")
 
 
-def _estimator(args: argparse.Namespace):
+def _estimator(args: argparse.Namespace, model: str | None = None):
     from efficientpose.estimator import PoseEstimator
 
-    return PoseEstimator(args.model, args.weights, backend=getattr(args, "backend", "auto"),
+    return PoseEstimator(model or args.model, args.weights, backend=getattr(args, "backend", "auto"),
                          flip=getattr(args, "flip", False), decoder=getattr(args, "decoder", "refined"))
+
+
+def _dataset_label(args: argparse.Namespace) -> str:
+    return f"{args.dataset}/{args.split or 'default'}"
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -105,7 +109,7 @@ def _evaluate_report(args: argparse.Namespace, samples: list, model: str | None 
     """Predictions for ``samples`` (from a file, the authors' pipeline, or our estimator) scored into a Report."""
     from efficientpose.evaluate import evaluate, load_predictions
 
-    dataset = f"{args.dataset}/{args.split or 'default'}"
+    dataset = _dataset_label(args)
     if args.predictions is not None:
         return evaluate(samples, load_predictions(args.predictions), alpha=args.alpha, dataset=dataset)
     if args.pipeline == "authors":
@@ -123,12 +127,9 @@ def _evaluate_report(args: argparse.Namespace, samples: list, model: str | None 
                              f"or pass --weights FILE.tflite")
         poses = predict_samples_authors(samples, path, variant.normalization)
     else:
-        from efficientpose.estimator import PoseEstimator
         from efficientpose.predict_samples import predict_samples
 
-        estimator = PoseEstimator(model or args.model, args.weights, backend=args.backend, flip=args.flip,
-                                  decoder=args.decoder)
-        poses = predict_samples(samples, estimator, batch_size=args.batch_size)
+        poses = predict_samples(samples, _estimator(args, model), batch_size=args.batch_size)
     return evaluate(samples, poses, alpha=args.alpha, dataset=dataset)
 
 
@@ -169,11 +170,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise UsageError("--compare-decoders runs our model: it cannot be combined with --predictions or "
                          "--pipeline authors")
     from efficientpose.estimator import DECODERS
-    from efficientpose.evaluate import compare_reports
+    from efficientpose.evaluate import compare_reports, evaluate
+    from efficientpose.predict_samples import predict_samples_by_decoder
 
+    poses = predict_samples_by_decoder(samples, _estimator(args), DECODERS, batch_size=args.batch_size)
     reports = {}
     for decoder in DECODERS:
-        reports[decoder] = _evaluate_report(argparse.Namespace(**{**vars(args), "decoder": decoder}), samples)
+        reports[decoder] = evaluate(samples, poses[decoder], alpha=args.alpha, dataset=_dataset_label(args))
         print(f"## decoder: {decoder}\n\n{reports[decoder].to_text()}\n")
         _write_report(reports[decoder], args.output, f"{stem}-{decoder}")
     (a, ra), (b, rb) = reports.items()

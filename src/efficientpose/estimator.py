@@ -117,14 +117,15 @@ class PoseEstimator:
             maps = flip_merge(maps, mirrored, self._flip_index)
         return self._upsample(maps) if full else maps
 
-    def decode(self, maps: np.ndarray) -> np.ndarray:
-        """Keypoints (N, K, 3) in input pixels from R/8 heatmaps (N, K, R/8, R/8).
+    def decode(self, maps: np.ndarray, decoder: str | None = None) -> np.ndarray:
+        """Keypoints (N, K, 3) in input pixels from R/8 heatmaps (N, K, R/8, R/8), with ``decoder`` (default: the
+        estimator's own).
 
         "refined": DARK sub-pixel refinement directly on the network's R/8 maps (the fixed bilinear upsampling
         adds no information, and decoding 64x fewer pixels is faster); "argmax": the authors' decoding of the
         upsampled maps (Gaussian blur sigma 1, arg-max, pixel centre).
         """
-        if self.decoder == "refined":
+        if (decoder or self.decoder) == "refined":
             return decode_refined(maps, 0.0, stride=self.size / maps.shape[-1])
         return decode_argmax(self._upsample(maps), blur=1.0)
 
@@ -141,8 +142,12 @@ class PoseEstimator:
         """Poses for outputs of :meth:`prepare` (which a reader thread can run ahead of the model)."""
         if not prepared:
             return []
-        maps = self.heatmaps(np.stack([p[0] for p in prepared]))
-        keypoints = self.decode(maps)
+        return self.poses(self.heatmaps(np.stack([p[0] for p in prepared])), prepared)
+
+    def poses(self, maps: np.ndarray, prepared: Sequence[Prepared], decoder: str | None = None) -> list[Pose]:
+        """Decode the heatmaps of ``prepared`` inputs into poses in their images' pixels (one forward pass can
+        so serve several decoders)."""
+        keypoints = self.decode(maps, decoder)
         poses = []
         for (_, geometry, (ox, oy)), kp in zip(prepared, keypoints, strict=True):
             out = geometry.to_original(kp)

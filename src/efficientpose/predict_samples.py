@@ -37,13 +37,23 @@ def person_box(sample: Sample) -> Box | None:
 def predict_samples(samples: Sequence[Sample], estimator: PoseEstimator, batch_size: int = 8,
                     progress: bool | None = None) -> dict[str, Pose]:
     """Pose per sample id, each sample cropped by :func:`person_box` and run in batches."""
-    out: dict[str, Pose] = {}
+    decoder = estimator.decoder
+    return predict_samples_by_decoder(samples, estimator, (decoder,), batch_size, progress)[decoder]
+
+
+def predict_samples_by_decoder(samples: Sequence[Sample], estimator: PoseEstimator, decoders: Sequence[str],
+                               batch_size: int = 8, progress: bool | None = None) -> dict[str, dict[str, Pose]]:
+    """Decoder -> pose per sample id, as :func:`predict_samples`, every decoder reading the same forward pass."""
+    out: dict[str, dict[str, Pose]] = {d: {} for d in decoders}
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=len(samples), desc="evaluate", disable=not show, leave=False)
     for start in range(0, len(samples), batch_size):
         chunk = samples[start:start + batch_size]
-        poses = estimator.predict_batch([read_image(s.image) for s in chunk], [person_box(s) for s in chunk])
-        out.update({s.id: p for s, p in zip(chunk, poses, strict=True)})
+        prepared = [estimator.prepare(read_image(s.image), person_box(s)) for s in chunk]
+        maps = estimator.heatmaps(np.stack([p[0] for p in prepared]))
+        for decoder in decoders:
+            poses = estimator.poses(maps, prepared, decoder)
+            out[decoder].update({s.id: p for s, p in zip(chunk, poses, strict=True)})
         bar.update(len(chunk))
     bar.close()
     return out

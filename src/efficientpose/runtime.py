@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from efficientpose.errors import UsageError
+from efficientpose.io import atomic_write_text
 from efficientpose.weights.files import home, sha256
 
 if TYPE_CHECKING:
@@ -194,7 +195,7 @@ def export_for(model: EfficientPose, cache: Path, identity: str | None = None) -
         export_onnx(model, onnx, dynamic_batch=True, low_resolution=True)
     entry = CachedExport(onnx, model.variant.name, tuple(model.keypoints))
     if _read_export(cache, identity) != entry:  # absent or damaged: (re)write it
-        _write_json(info, {"variant": entry.variant, "keypoints": list(entry.keypoints)})
+        atomic_write_text(info, json.dumps({"variant": entry.variant, "keypoints": list(entry.keypoints)}))
     return entry
 
 
@@ -206,15 +207,6 @@ def _read_export(cache: Path, identity: str) -> CachedExport | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return entry if onnx.is_file() else None
-
-
-def _write_json(path: Path, data: object) -> None:
-    """Write JSON atomically (temporary file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
 
 
 def _check_backend(backend: str) -> None:
@@ -328,5 +320,5 @@ def select_auto(model: EfficientPose, cache: Path, threads: int | None = None,
         if ms < best[0]:
             best = (ms, runner)
     choices[key] = best[1].name
-    _write_json(cache / "backend.json", choices)
+    atomic_write_text(cache / "backend.json", json.dumps(choices, indent=1))
     return best[1]
