@@ -78,11 +78,12 @@ def model_latency(names: list[str], rounds: int, threads: int) -> list[dict]:
     """Batch 1 and 8 model latency of each backend vs LiteRT, plus keypoint agreement on real images."""
     import torch
 
-    from efficientpose.authors import TFLiteModel, authors_preprocess
-    from efficientpose.decode import decode_argmax
-    from efficientpose.models import load_model
+    from efficientpose.codec.heatmap import decode_argmax
+    from efficientpose.inference.runtime.runners import BACKENDS
+    from efficientpose.inference.runtime.select import available, make_runner
     from efficientpose.models.fuse import optimize_for_inference
-    from efficientpose.runtime import BACKENDS, available, make_runner
+    from efficientpose.reference.authors import TFLiteModel, authors_preprocess
+    from efficientpose.weights.hub import load_model
 
     rows = []
     cache = Path(tempfile.mkdtemp(prefix="ep-bench-"))
@@ -92,7 +93,7 @@ def model_latency(names: list[str], rounds: int, threads: int) -> list[dict]:
                           num_threads=threads)
         r = model.input_size
         mode = model.variant.normalization
-        from efficientpose.io import read_image
+        from efficientpose.io.images import read_image
 
         real = np.stack([authors_preprocess(read_image(p), r, mode) for p in images(8)]).astype(np.float32)
         runners = {b: make_runner(b, model, cache, threads) for b in BACKENDS if available(b)}
@@ -120,10 +121,10 @@ def end_to_end(n: int, rounds: int, threads: int) -> dict:
     """Image file -> keypoints throughput: the predict job's image pipeline (reader thread decoding and letterboxing
     ahead, batches of 8, refined decoding) vs the authors' pipeline with their TFLite RT model: scikit-image's
     rescale (when installed; else our scipy re-implementation of it), Gaussian blur and arg-max."""
-    from efficientpose.authors import TFLiteModel, authors_predict, authors_rescale, skimage_rescale
-    from efficientpose.estimator import PoseEstimator
-    from efficientpose.io import read_image
+    from efficientpose.inference.estimator import PoseEstimator
+    from efficientpose.io.images import read_image
     from efficientpose.predict import image_poses
+    from efficientpose.reference.authors import TFLiteModel, authors_predict, authors_rescale, skimage_rescale
 
     files = images(n)
     est = PoseEstimator("rt", threads=threads)
@@ -150,7 +151,7 @@ def video_fps(frames: int, threads: int) -> dict:
     no drawing)."""
     import cv2
 
-    from efficientpose.estimator import PoseEstimator
+    from efficientpose.inference.estimator import PoseEstimator
     from efficientpose.predict import PredictOptions, predict_video
 
     tmp = Path(tempfile.mkdtemp(prefix="ep-video-"))
@@ -195,14 +196,14 @@ def peak_memory(which: str, n: int) -> float:
 def _memory_probe(which: str, n: int) -> None:
     files = images(n)
     if which == "ours":
-        from efficientpose.estimator import PoseEstimator
+        from efficientpose.inference.estimator import PoseEstimator
         from efficientpose.predict import image_poses
 
         for _ in image_poses(files, PoseEstimator("rt"), batch_size=8):
             pass
     else:
-        from efficientpose.authors import TFLiteModel, authors_predict, authors_rescale, skimage_rescale
-        from efficientpose.io import read_image
+        from efficientpose.io.images import read_image
+        from efficientpose.reference.authors import TFLiteModel, authors_predict, authors_rescale, skimage_rescale
 
         tfl = TFLiteModel(Path(os.environ["EFFICIENTPOSE_WEIGHTS_DIR"]) / "tflite" / "EfficientPoseRT.tflite")
         rescale = skimage_rescale() or authors_rescale
@@ -225,7 +226,7 @@ def comparison() -> list[dict]:
     latency, OpenPose included."""
     from dataclasses import asdict
 
-    from efficientpose.compare import comparison_table
+    from efficientpose.evaluation.paper import comparison_table
     from efficientpose.models import VARIANTS
 
     return [asdict(row) for row in comparison_table(list(VARIANTS))]
@@ -239,12 +240,12 @@ def profile(name: str, threads: int, n: int = 100) -> str:
     import openvino as ov
     from torch import nn
 
-    from efficientpose.decode import decode_refined
-    from efficientpose.estimator import PoseEstimator
-    from efficientpose.io import read_image
+    from efficientpose.codec.heatmap import decode_refined
+    from efficientpose.codec.normalize import to_input
+    from efficientpose.inference.estimator import PoseEstimator
+    from efficientpose.inference.runtime.cache import export_for
+    from efficientpose.io.images import read_image
     from efficientpose.models.counting import flops_by_module
-    from efficientpose.preprocess import to_input
-    from efficientpose.runtime import export_for
 
     est = PoseEstimator(name, backend="torch")
     model, r = est.model, est.size
@@ -310,7 +311,7 @@ def markdown(result: dict) -> str:
               f"Peak memory over {result['memory']['images']} images: ours {result['memory']['ours_mib']:.0f} MiB, "
               f"authors' pipeline {result['memory']['authors_mib']:.0f} MiB."]
     if result.get("comparison"):
-        from efficientpose.compare import Row, to_markdown
+        from efficientpose.evaluation.paper import Row, to_markdown
 
         lines += ["", to_markdown([Row(**r) for r in result["comparison"]])]
     return "\n".join(lines)

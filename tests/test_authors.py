@@ -7,16 +7,16 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from efficientpose.authors import (
+from efficientpose.codec.geometry import fit_letterbox
+from efficientpose.codec.heatmap import decode_argmax
+from efficientpose.errors import UsageError, WeightsError
+from efficientpose.reference.authors import (
     TFLiteModel,
     authors_extract_coordinates,
     authors_predict,
     authors_preprocess,
     authors_rescale,
 )
-from efficientpose.decode import decode_argmax
-from efficientpose.errors import UsageError, WeightsError
-from efficientpose.preprocess import fit_letterbox
 from efficientpose.skeleton import KEYPOINTS
 
 
@@ -64,7 +64,7 @@ def test_rescale_matches_scikit_image(data_dir, name, scale):
     where 0.17 (the authors' pin) blurred the uint8 one (whose integer output loses about one grey level), i.e. by
     at most a couple of grey levels."""
     pytest.importorskip("skimage")
-    from efficientpose.authors import skimage_rescale
+    from efficientpose.reference.authors import skimage_rescale
 
     image = _load(data_dir / name)
     ours, theirs = authors_rescale(image, scale), skimage_rescale()(image, scale)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from efficientpose.estimator import PoseEstimator
+from efficientpose.inference.estimator import PoseEstimator
 
 PROBE = """
 import json, sys

@@ -17,19 +17,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from efficientpose.outputs import read_video_predictions
 from helpers_cli import run_cli
 from test_predict_video import FPS, FRAME_H, FRAME_W, LSP_INDEX, lsp_photo, write_clip
 
 from efficientpose import camera
-from efficientpose.draw import draw_pose
 from efficientpose.errors import InputError
-from efficientpose.estimator import PoseEstimator
-from efficientpose.outputs import read_video_predictions
+from efficientpose.inference.estimator import PoseEstimator
+from efficientpose.inference.tracking import track
+from efficientpose.io.draw import draw_pose
+from efficientpose.io.video import Frame, VideoReader
 from efficientpose.pose import Pose
 from efficientpose.predict import PredictOptions
 from efficientpose.skeleton import KEYPOINTS
-from efficientpose.tracking import track
-from efficientpose.video import Frame, VideoReader
 
 N = 12  # frames in the clip
 INDEX = 3  # the camera index asked for (any: no device is opened)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from efficientpose.cli import main
-from efficientpose.metrics import mcnemar_p
+from efficientpose.evaluation.metrics import mcnemar_p
 
 # Squats in ../shared/data/video/squats_front.mp4, counted by eye on a contact sheet of all 65 frames
 # (deepest near frames 10, 34 and 59; the clip ends while she rises from the third).

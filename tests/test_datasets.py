@@ -13,8 +13,8 @@ import scipy.io
 from efficientpose.data.coco import coco_splits, read_coco
 from efficientpose.data.lsp import read_lsp, read_lspet
 from efficientpose.data.mpii import read_mpii, read_mpii_h5, read_mpii_release
+from efficientpose.data.registry import open_dataset
 from efficientpose.errors import DatasetError, UsageError
-from efficientpose.evaluate import open_dataset
 from efficientpose.skeleton import COCO_KEYPOINTS, LSP_KEYPOINTS, MPII_DATASET_ORDER
 
 

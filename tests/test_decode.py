@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from efficientpose.decode import decode_argmax, decode_refined, flip_merge, gaussian_blur
+from efficientpose.codec.heatmap import decode_argmax, decode_refined, flip_merge, gaussian_blur
 from efficientpose.skeleton import KEYPOINTS, SKELETONS
 
 

@@ -8,9 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from efficientpose.estimator import PoseEstimator
-from efficientpose.evaluate import evaluate, open_dataset
-from efficientpose.io import read_image
+from efficientpose.data.registry import open_dataset
+from efficientpose.evaluation.evaluate import evaluate
+from efficientpose.inference.estimator import PoseEstimator
+from efficientpose.io.images import read_image
 from efficientpose.pose import Pose
 from efficientpose.skeleton import KEYPOINTS, LSP_KEYPOINTS, remap
 

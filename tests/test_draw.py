@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from efficientpose.draw import annotated_path, draw_pose, limb_colours, line_thickness, save_image
-from efficientpose.io import read_image
+from efficientpose.io.draw import annotated_path, draw_pose, limb_colours, line_thickness, save_image
+from efficientpose.io.images import read_image
 from efficientpose.pose import Pose
 from efficientpose.skeleton import KEYPOINTS, MPII_LIMBS
 

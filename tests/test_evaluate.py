@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from efficientpose.data.registry import open_dataset
 from efficientpose.errors import InputError, UsageError
-from efficientpose.evaluate import evaluate, load_predictions, match_predictions, open_dataset
+from efficientpose.evaluation.evaluate import evaluate, load_predictions, match_predictions
 from efficientpose.pose import Pose
 from efficientpose.skeleton import KEYPOINTS, remap
 

@@ -9,14 +9,16 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from efficientpose import runtime
-from efficientpose.estimator import PoseEstimator
-from efficientpose.evaluate import evaluate, open_dataset
-from efficientpose.export import export_onnx, quantize_int8
-from efficientpose.io import read_image
-from efficientpose.models import load_model
+from efficientpose.codec.geometry import letterbox
+from efficientpose.codec.normalize import TF_MODE, TORCH_MODE, to_input
+from efficientpose.data.registry import open_dataset
+from efficientpose.evaluation.evaluate import evaluate
+from efficientpose.inference.estimator import PoseEstimator
+from efficientpose.inference.runtime import select as runtime
+from efficientpose.inference.runtime.export import export_onnx, quantize_int8
+from efficientpose.io.images import read_image
 from efficientpose.pose import Pose
-from efficientpose.preprocess import TF_MODE, TORCH_MODE, letterbox, to_input
+from efficientpose.weights.hub import load_model
 
 WITH_WEIGHTS = ["rt", "i", "ii", "rt-lite", "i-lite", "ii-lite"]
 

@@ -13,18 +13,9 @@ import pytest
 from PIL import Image
 
 from efficientpose.errors import InputError, UsageError
-from efficientpose.io import (
-    IMAGE_SUFFIXES,
-    VIDEO_SUFFIXES,
-    AtomicFile,
-    atomic_path,
-    atomic_write_bytes,
-    atomic_write_text,
-    check_not_input,
-    expand_inputs,
-    read_image,
-    to_rgb_array,
-)
+from efficientpose.io.atomic import AtomicFile, atomic_path, atomic_write_bytes, atomic_write_text, check_not_input
+from efficientpose.io.images import read_image, to_rgb_array
+from efficientpose.io.inputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, expand_inputs
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from efficientpose.data.mpii import read_mpii
-from efficientpose.metrics import (
+from efficientpose.evaluation.metrics import (
     ALPHA_GRID,
     auc,
     group_table,

@@ -15,10 +15,10 @@ import torch
 from ai_edge_litert.interpreter import Interpreter
 from helpers_keras import keras_layers, write_keras_h5
 
-from efficientpose.models.builders import load_model
 from efficientpose.models.efficientpose import EfficientPose
 from efficientpose.models.fuse import optimize_for_inference
 from efficientpose.models.variants import get_variant
+from efficientpose.weights.hub import load_model
 
 # variant -> file stem in the authors' models/ folder; those with an .h5 first so that the indirect parametrisations
 # below share indices and pytest groups each variant's tests around one module-scoped oracle run

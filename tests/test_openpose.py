@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from efficientpose.models.counting import count_flops, count_parameters
-from efficientpose.models.openpose import OpenPose
+from efficientpose.reference.openpose import OpenPose
 
 
 def _meta(**kwargs: object) -> OpenPose:

@@ -9,11 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from PIL import Image
-
-from efficientpose.errors import InputError
 from efficientpose.outputs import (
     ImagePrediction,
     ImagePredictionsWriter,
@@ -25,6 +20,11 @@ from efficientpose.outputs import (
     video_output_paths,
     write_image_predictions,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from efficientpose.errors import InputError
 from efficientpose.pose import Pose
 from efficientpose.skeleton import KEYPOINTS, LSP_KEYPOINTS, remap
 

@@ -20,9 +20,9 @@ from PIL import Image, ImageOps
 from scipy.ndimage import gaussian_filter
 
 from efficientpose.errors import UsageError
-from efficientpose.estimator import PoseEstimator
-from efficientpose.models import load_model
+from efficientpose.inference.estimator import PoseEstimator
 from efficientpose.skeleton import KEYPOINTS
+from efficientpose.weights.hub import load_model
 
 R = 224  # EfficientPose RT input size
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from efficientpose.outputs import read_image_predictions, read_video_predictions
 from helpers_cli import run_cli
 from PIL import Image
 
-from efficientpose import io
 from efficientpose.cli import main
-from efficientpose.estimator import PoseEstimator
-from efficientpose.outputs import read_image_predictions, read_video_predictions
-from efficientpose.video import VideoReader, VideoWriter
+from efficientpose.inference.estimator import PoseEstimator
+from efficientpose.io import images as io
+from efficientpose.io.video import VideoReader, VideoWriter
 
 
 def digests(folder: Path) -> dict[str, str]:

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from efficientpose.outputs import read_image_predictions, read_predictions
 from helpers_cli import run_cli
 from PIL import Image
 from test_predict_api import load_rgb, reference_keypoints
 
 from efficientpose.cli import main
-from efficientpose.estimator import PoseEstimator
-from efficientpose.models import load_model
-from efficientpose.outputs import read_image_predictions, read_predictions
+from efficientpose.inference.estimator import PoseEstimator
 from efficientpose.skeleton import KEYPOINTS
+from efficientpose.weights.hub import load_model
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +164,7 @@ def test_folder_input_is_walked_in_natural_order(inputs: list[Path], tmp_path: P
 
 def _coco_people(data_dir: Path) -> dict[str, list]:
     """Every COCO sample image -> its annotated people (keypoints in COCO order, read by the package's reader)."""
-    from efficientpose.evaluate import open_dataset
+    from efficientpose.data.registry import open_dataset
 
     people: dict[str, list] = {}
     for split in ("val2017_mini", "train2017_mini"):
@@ -175,7 +175,7 @@ def _coco_people(data_dir: Path) -> dict[str, list]:
 
 def _error_to_nearest_person(pose_xy: np.ndarray, people: list) -> float:
     """Median distance of the limb keypoints to the closest annotated person, over that person's size."""
-    from efficientpose.evaluate import _as_xy
+    from efficientpose.evaluation.evaluate import _as_xy
 
     best = np.inf
     for person in people:

@@ -15,14 +15,14 @@ import cv2
 import numpy as np
 import pytest
 import scipy.io
+from efficientpose.outputs import read_video_predictions
 from PIL import Image
 
 from efficientpose.cli import main
-from efficientpose.outputs import read_video_predictions
+from efficientpose.inference.tracking import roi_from_pose
+from efficientpose.io.video import VideoReader, VideoWriter
 from efficientpose.pose import Pose
 from efficientpose.skeleton import KEYPOINTS, LSP_KEYPOINTS
-from efficientpose.tracking import roi_from_pose
-from efficientpose.video import VideoReader, VideoWriter
 
 FPS = 12.0
 FRAME_W, FRAME_H = 540, 960  # portrait phone-video frame (even sizes, as MPEG-4 needs)
@@ -170,7 +170,7 @@ def test_tracking_finds_a_person_too_small_for_the_whole_frame(number: int, data
 
 
 def test_search_windows_cover_the_frame_at_each_scale() -> None:
-    from efficientpose.tracking import SEARCH_SCALES, search_windows
+    from efficientpose.inference.tracking import SEARCH_SCALES, search_windows
 
     for width, height in ((540, 960), (1768, 994), (640, 640)):
         boxes = np.array(search_windows(width, height))

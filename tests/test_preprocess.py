@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from efficientpose.preprocess import TF_MODE, TORCH_MODE, Letterbox, fit_letterbox, letterbox, to_tensor
+from efficientpose.codec.geometry import Letterbox, fit_letterbox, letterbox
+from efficientpose.codec.normalize import TF_MODE, TORCH_MODE, to_tensor
 
 
 def _load(path) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from efficientpose.smoothing import OneEuroFilter, smooth_sequence
+from efficientpose.inference.smoothing import OneEuroFilter, smooth_sequence
 
 
 def _jitter(track: np.ndarray) -> float:

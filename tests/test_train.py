@@ -17,10 +17,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from efficientpose.codec.heatmap import decode_refined
 from efficientpose.data.sample import Sample
-from efficientpose.decode import decode_refined
 from efficientpose.errors import UsageError, WeightsError
-from efficientpose.models import get_variant, load_model
+from efficientpose.models import get_variant
 from efficientpose.models.efficientpose import EfficientPose
 from efficientpose.skeleton import KEYPOINTS, LSP_KEYPOINTS, PAF_LIMBS
 from efficientpose.train import NonFiniteLossError, TrainConfig, load_config, train
@@ -40,6 +40,7 @@ from efficientpose.train.config import save_config
 from efficientpose.train.distributed import state_hash
 from efficientpose.train.losses import masked_mse, pose_loss
 from efficientpose.train.schedule import lr_at
+from efficientpose.weights.hub import load_model
 from efficientpose.weights.store import model_metadata, resolve_state_dict, save_weights
 
 torch.set_num_threads(2)

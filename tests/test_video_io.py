@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from efficientpose.errors import InputError, UsageError
-from efficientpose.io import read_image
-from efficientpose.video import VideoReader, VideoWriter, batched, open_camera
+from efficientpose.io.images import read_image
+from efficientpose.io.video import VideoReader, VideoWriter, batched, open_camera
 
 SHIFT = 4  # pixels the photo moves per frame in the synthetic clip
 

@@ -21,9 +21,9 @@ from helpers_keras import keras_layers, write_keras_h5
 from safetensors.torch import load_file
 
 from efficientpose.errors import WeightsError
-from efficientpose.models.builders import load_model
 from efficientpose.models.efficientpose import EfficientPose
 from efficientpose.models.variants import get_variant
+from efficientpose.weights.hub import load_model
 from efficientpose.weights.store import cache_path, model_metadata, read_metadata, resolve_state_dict, save_weights
 
 RT_H5 = "keras/EfficientPoseRT.h5"

@@ -11,8 +11,8 @@ from efficientpose.pose import Pose
 from efficientpose.skeleton import KEYPOINTS
 
 if TYPE_CHECKING:
-    from efficientpose.estimator import PoseEstimator
-    from efficientpose.models.builders import load_model
+    from efficientpose.inference.estimator import PoseEstimator
+    from efficientpose.weights.hub import load_model
 
 __all__ = ["KEYPOINTS", "Pose", "PoseEstimator", "load_model"]
 __version__ = "0.1.0"
@@ -20,11 +20,11 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str) -> Any:
     if name == "PoseEstimator":
-        from efficientpose.estimator import PoseEstimator
+        from efficientpose.inference.estimator import PoseEstimator
 
         return PoseEstimator
     if name == "load_model":
-        from efficientpose.models.builders import load_model
+        from efficientpose.weights.hub import load_model
 
         return load_model
     raise AttributeError(f"module 'efficientpose' has no attribute {name!r}")

@@ -12,12 +12,12 @@ import sys
 
 import cv2
 
-from efficientpose.draw import draw_pose
-from efficientpose.estimator import PoseEstimator
-from efficientpose.outputs import VideoPredictionsWriter
+from efficientpose.inference.estimator import PoseEstimator
+from efficientpose.inference.tracking import track
+from efficientpose.io.draw import draw_pose
+from efficientpose.io.predictions import VideoPredictionsWriter
+from efficientpose.io.video import open_camera
 from efficientpose.predict import PredictOptions
-from efficientpose.tracking import track
-from efficientpose.video import open_camera
 
 
 def _can_show() -> bool:

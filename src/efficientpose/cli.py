@@ -25,7 +25,7 @@ def _add_model_args(p: argparse.ArgumentParser, default: str = "rt") -> None:
 
 
 def _estimator(args: argparse.Namespace, model: str | None = None):
-    from efficientpose.estimator import PoseEstimator
+    from efficientpose.inference.estimator import PoseEstimator
 
     return PoseEstimator(model or args.model, args.weights, backend=getattr(args, "backend", "auto"),
                          flip=getattr(args, "flip", False), decoder=getattr(args, "decoder", "refined"))
@@ -36,8 +36,8 @@ def _dataset_label(args: argparse.Namespace) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from efficientpose.inference.tracking import SmoothingParams
     from efficientpose.predict import PredictOptions, predict_files
-    from efficientpose.tracking import SmoothingParams
 
     if not args.paths and args.camera is None:
         raise UsageError("give at least one PATH (image, folder or video) or --camera N")
@@ -86,8 +86,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from efficientpose.export import export_onnx
-    from efficientpose.models.builders import load_model
+    from efficientpose.inference.runtime.export import export_onnx
+    from efficientpose.weights.hub import load_model
 
     model = load_model(args.model, weights=args.weights)
     output = args.output or Path(f"efficientpose-{model.variant.name}{'-int8' if args.int8 else ''}.onnx")
@@ -95,8 +95,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         export_onnx(model, output, dynamic_batch=args.dynamic_batch)
         print(output)
         return 0
-    from efficientpose.calibration import calibration_batches
-    from efficientpose.export import quantize_int8
+    from efficientpose.inference.runtime.export import calibration_batches, quantize_int8
 
     fp32 = output.with_name(output.stem + "-fp32.onnx")
     export_onnx(model, fp32, dynamic_batch=args.dynamic_batch)
@@ -107,7 +106,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _evaluate_report(args: argparse.Namespace, samples: list, model: str | None = None):
     """Predictions for ``samples`` (from a file, the authors' pipeline, or our estimator) scored into a Report."""
-    from efficientpose.evaluate import evaluate, load_predictions
+    from efficientpose.evaluation.evaluate import evaluate, load_predictions
 
     dataset = _dataset_label(args)
     if args.predictions is not None:
@@ -115,8 +114,8 @@ def _evaluate_report(args: argparse.Namespace, samples: list, model: str | None 
     if args.pipeline == "authors":
         import os
 
+        from efficientpose.evaluation.samples import predict_samples_authors
         from efficientpose.models.variants import get_variant
-        from efficientpose.predict_samples import predict_samples_authors
 
         variant = get_variant(model or args.model)
         tflite = next(f for f in variant.files if f.relpath.endswith(".tflite"))
@@ -127,7 +126,7 @@ def _evaluate_report(args: argparse.Namespace, samples: list, model: str | None 
                              f"or pass --weights FILE.tflite")
         poses = predict_samples_authors(samples, path, variant.normalization)
     else:
-        from efficientpose.predict_samples import predict_samples
+        from efficientpose.evaluation.samples import predict_samples
 
         poses = predict_samples(samples, _estimator(args, model), batch_size=args.batch_size)
     return evaluate(samples, poses, alpha=args.alpha, dataset=dataset)
@@ -135,7 +134,7 @@ def _evaluate_report(args: argparse.Namespace, samples: list, model: str | None 
 
 def _samples(args: argparse.Namespace) -> list:
     """The samples to evaluate: all of the split, or (``--available-only``) those whose images exist, said aloud."""
-    from efficientpose.evaluate import open_dataset
+    from efficientpose.data.registry import open_dataset
 
     samples = open_dataset(args.dataset, args.root, args.split, require_images=not args.available_only)
     if args.available_only:
@@ -149,7 +148,7 @@ def _samples(args: argparse.Namespace) -> list:
 
 def _write_report(report, output: Path, stem: str) -> None:
     """The report as JSON, markdown and a curve plot under ``output``; says where."""
-    from efficientpose.io import atomic_write_text
+    from efficientpose.io.atomic import atomic_write_text
 
     output.mkdir(parents=True, exist_ok=True)
     report.write_json(output / f"{stem}.json")
@@ -169,9 +168,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.predictions is not None or args.pipeline != "ours":
         raise UsageError("--compare-decoders runs our model: it cannot be combined with --predictions or "
                          "--pipeline authors")
-    from efficientpose.estimator import DECODERS
-    from efficientpose.evaluate import compare_reports, evaluate
-    from efficientpose.predict_samples import predict_samples_by_decoder
+    from efficientpose.evaluation.evaluate import compare_reports, evaluate
+    from efficientpose.evaluation.samples import predict_samples_by_decoder
+    from efficientpose.inference.estimator import DECODERS
 
     poses = predict_samples_by_decoder(samples, _estimator(args), DECODERS, batch_size=args.batch_size)
     reports = {}
@@ -189,8 +188,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from efficientpose.compare import comparison_table, to_markdown
     from efficientpose.errors import WeightsError
+    from efficientpose.evaluation.paper import comparison_table, to_markdown
     from efficientpose.models.variants import get_variant
 
     names = [get_variant(n).name for n in args.models.split(",")]
@@ -222,9 +221,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     import numpy as np
 
     from efficientpose.analysis import analyze, load_predictions
-    from efficientpose.draw import draw_pose
     from efficientpose.errors import InputError
-    from efficientpose.io import classify
+    from efficientpose.io.draw import draw_pose
+    from efficientpose.io.inputs import classify
     from efficientpose.pose import Pose
 
     source: Path = args.input

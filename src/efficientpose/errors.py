@@ -29,3 +29,13 @@ def report(prog: str, exc: EfficientPoseError) -> int:
 
     print(f"{prog}: error: {exc}", file=sys.stderr)
     return 2 if isinstance(exc, UsageError) else 1
+
+
+def one_line(text: object) -> str:
+    """Collapse a message onto one line (error messages of this package are single lines)."""
+    return " ".join(str(text).split())
+
+
+def input_error(path: object, reason: object) -> InputError:
+    """The package's error for an unreadable input: ``"<path>: <reason>"`` on one line."""
+    return InputError(one_line(f"{path}: {reason}"))

@@ -17,14 +17,16 @@ from typing import TypeVar
 import numpy as np
 from tqdm import tqdm
 
-from efficientpose.draw import annotated_path, draw_pose, save_image
 from efficientpose.errors import EfficientPoseError, InputError
-from efficientpose.estimator import PoseEstimator, Prepared
-from efficientpose.io import check_not_input, expand_inputs, read_image
-from efficientpose.outputs import ImagePredictionsWriter, VideoPredictionsWriter
+from efficientpose.inference.estimator import PoseEstimator, Prepared
+from efficientpose.inference.tracking import DEFAULT_SMOOTHING, SmoothingParams, find_person, roi_from_pose, track
+from efficientpose.io.atomic import check_not_input
+from efficientpose.io.draw import annotated_path, draw_pose, save_image
+from efficientpose.io.images import read_image
+from efficientpose.io.inputs import expand_inputs
+from efficientpose.io.predictions import ImagePredictionsWriter, VideoPredictionsWriter
+from efficientpose.io.video import VideoReader, VideoWriter, batched
 from efficientpose.pose import Pose
-from efficientpose.tracking import DEFAULT_SMOOTHING, SmoothingParams, find_person, roi_from_pose, track
-from efficientpose.video import VideoReader, VideoWriter, batched
 
 T = TypeVar("T")
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from efficientpose.analysis.angles import ANGLE_NAMES, PAIRS, Flag
 from efficientpose.errors import InputError
-from efficientpose.io import atomic_write_bytes
+from efficientpose.io.atomic import atomic_write_bytes
 from efficientpose.skeleton import KEYPOINTS, MPII_LIMBS
 
 if TYPE_CHECKING:

@@ -11,13 +11,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from efficientpose.codec.normalize import TF_MODE, TORCH_MODE
 from efficientpose.data.dataset import PoseDataset, default_limbs
+from efficientpose.data.registry import open_dataset
 from efficientpose.data.sample import Sample
 from efficientpose.errors import UsageError, WeightsError
-from efficientpose.evaluate import open_dataset
 from efficientpose.models.efficientpose import EfficientPose
 from efficientpose.models.variants import Variant, get_variant
-from efficientpose.preprocess import TF_MODE, TORCH_MODE
 from efficientpose.skeleton import KEYPOINTS, PAF_LIMBS, SKELETONS, Skeleton
 from efficientpose.train.config import TrainConfig
 from efficientpose.weights.store import read_metadata, resolve_state_dict

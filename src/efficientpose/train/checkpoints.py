@@ -21,7 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from efficientpose.errors import EfficientPoseError
-from efficientpose.io import atomic_write_text
+from efficientpose.io.atomic import atomic_write_text
 from efficientpose.weights.store import read_metadata, save_weights
 
 LAST = "last.safetensors"

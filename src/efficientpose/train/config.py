@@ -16,7 +16,7 @@ from typing import Any
 from efficientpose.data.targets import SigmaSchedule
 from efficientpose.data.transforms import AugmentConfig
 from efficientpose.errors import UsageError
-from efficientpose.io import atomic_write_text
+from efficientpose.io.atomic import atomic_write_text
 
 _SIGMA = SigmaSchedule()
 #: Field names of :class:`AugmentConfig` that the ``[augmentation]`` table may set.

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from efficientpose.io import atomic_write_bytes, atomic_write_text
+from efficientpose.io.atomic import atomic_write_bytes, atomic_write_text
 
 CSV_NAME = "log.csv"
 JSONL_NAME = "log.jsonl"

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from efficientpose.data.dataset import PoseDataset, collate_skip_none
 from efficientpose.errors import DatasetError, EfficientPoseError, UsageError
-from efficientpose.io import atomic_write_text
+from efficientpose.io.atomic import atomic_write_text
 from efficientpose.models.efficientpose import EfficientPose
 from efficientpose.models.variants import get_variant
 from efficientpose.train import distributed

@@ -11,11 +11,11 @@ import numpy as np
 import torch
 
 from efficientpose.data.sample import Sample
-from efficientpose.estimator import PoseEstimator
-from efficientpose.evaluate import evaluate
-from efficientpose.metrics import normalized_distances
+from efficientpose.evaluation.evaluate import evaluate
+from efficientpose.evaluation.metrics import normalized_distances
+from efficientpose.evaluation.samples import predict_samples
+from efficientpose.inference.estimator import PoseEstimator
 from efficientpose.models.efficientpose import EfficientPose
-from efficientpose.predict_samples import predict_samples
 from efficientpose.skeleton import remap
 
 

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 
 import torch
 
+from efficientpose.inference.runtime.select import median_ms
 from efficientpose.models.counting import count_flops, count_parameters
 from efficientpose.models.efficientpose import EfficientPose
 from efficientpose.models.fuse import optimize_for_inference
-from efficientpose.models.openpose import OpenPose
 from efficientpose.models.variants import OPENPOSE_PUBLISHED, VARIANTS
-from efficientpose.runtime import median_ms
+from efficientpose.reference.openpose import OpenPose
 
 
 @dataclass

@@ -11,13 +11,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from efficientpose.decode import decode_argmax, decode_refined, flip_merge
+from efficientpose.codec.geometry import Letterbox, letterbox
+from efficientpose.codec.heatmap import decode_argmax, decode_refined, flip_merge
+from efficientpose.codec.normalize import TF_MODE, TORCH_MODE, to_input
 from efficientpose.errors import UsageError
-from efficientpose.io import to_rgb_array
+from efficientpose.inference.runtime.cache import cache_dir, file_identity
+from efficientpose.inference.runtime.runners import Runner
+from efficientpose.inference.runtime.select import cached_runner, make_runner, select_auto
+from efficientpose.io.images import to_rgb_array
 from efficientpose.models.variants import Variant, get_variant
 from efficientpose.pose import Pose
-from efficientpose.preprocess import TF_MODE, TORCH_MODE, Letterbox, letterbox, to_input
-from efficientpose.runtime import Runner, cache_dir, cached_runner, file_identity, make_runner, select_auto
 from efficientpose.skeleton import flip_index
 from efficientpose.weights.files import local_weights
 
@@ -61,7 +64,7 @@ class PoseEstimator:
             variant, names = get_variant(cached[1].variant), cached[1].keypoints
         else:
             if isinstance(model, str):
-                from efficientpose.models.builders import load_model
+                from efficientpose.weights.hub import load_model
 
                 self._model = load_model(model, weights=weights)
                 identity = _identity(model, weights)  # loading may have written the converted cache
@@ -81,7 +84,7 @@ class PoseEstimator:
     def model(self) -> EfficientPose:
         """The PyTorch network (built on first use when the backend runs a cached export)."""
         if self._model is None:
-            from efficientpose.models.builders import load_model
+            from efficientpose.weights.hub import load_model
 
             self._model = load_model(self._name, weights=self._weights)
         return self._model

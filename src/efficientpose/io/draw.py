@@ -13,7 +13,9 @@ import numpy as np
 from PIL import Image
 
 from efficientpose.errors import UsageError
-from efficientpose.io import PathLike, atomic_path, to_rgb_array
+from efficientpose.io import PathLike
+from efficientpose.io.atomic import atomic_path
+from efficientpose.io.images import to_rgb_array
 from efficientpose.pose import Pose
 from efficientpose.skeleton import MPII_LIMBS, Skeleton
 

@@ -11,8 +11,8 @@ import numpy as np
 from tqdm import tqdm
 
 from efficientpose.data.sample import Sample
-from efficientpose.estimator import Box, PoseEstimator, crop
-from efficientpose.io import read_image
+from efficientpose.inference.estimator import Box, PoseEstimator, crop
+from efficientpose.io.images import read_image
 from efficientpose.pose import Pose
 from efficientpose.skeleton import KEYPOINTS
 
@@ -63,7 +63,7 @@ def predict_samples_authors(samples: Sequence[Sample], tflite: Path, normalizati
                             num_threads: int | None = None) -> dict[str, Pose]:
     """The authors' pipeline per sample: whole-image skimage-style rescale, their TFLite model, Gaussian blur and
     arg-max (``track.py`` on a photo). Keypoints they mark missing (negative) become NaN."""
-    from efficientpose.authors import TFLiteModel, authors_predict
+    from efficientpose.reference.authors import TFLiteModel, authors_predict
 
     model = TFLiteModel(tflite, num_threads=num_threads)
     out: dict[str, Pose] = {}

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from efficientpose.estimator import Box, PoseEstimator
+from efficientpose.inference.estimator import Box, PoseEstimator
+from efficientpose.inference.smoothing import OneEuroFilter
+from efficientpose.io.video import Frame, batched
 from efficientpose.pose import Pose
-from efficientpose.smoothing import OneEuroFilter
-from efficientpose.video import Frame, batched
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,10 @@ from typing import NamedTuple, Self
 import cv2
 import numpy as np
 
-from efficientpose.errors import InputError, UsageError
-from efficientpose.io import CloseOrAbort, PathLike, check_readable_file, input_error, temp_sibling
+from efficientpose.errors import InputError, UsageError, input_error
+from efficientpose.io import PathLike
+from efficientpose.io.atomic import CloseOrAbort, temp_sibling
+from efficientpose.io.images import check_readable_file
 
 #: fps assumed when a container does not declare a usable one (times then come from timestamps if any).
 FALLBACK_FPS = 30.0

@@ -1,4 +1,5 @@
-"""Export to ONNX (fp32, optionally with a dynamic batch axis) and int8 static quantisation."""
+"""Export to ONNX (fp32, optionally with a dynamic batch axis) and int8 static quantisation calibrated on real
+images."""
 
 from __future__ import annotations
 
@@ -10,6 +11,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from efficientpose.codec.geometry import letterbox
+from efficientpose.codec.normalize import TF_MODE, TORCH_MODE, to_input
+from efficientpose.errors import UsageError
+from efficientpose.io.images import read_image
+from efficientpose.io.inputs import expand_inputs
 from efficientpose.models.efficientpose import EfficientPose, LowResolution
 from efficientpose.models.fuse import optimize_for_inference
 
@@ -72,3 +78,14 @@ def quantize_int8(onnx_path: str | os.PathLike, output: str | os.PathLike, calib
         Path(tmp).unlink(missing_ok=True)
         raise
     return output
+
+
+def calibration_batches(folder: Path | None, model: EfficientPose, limit: int = 64) -> list[np.ndarray]:
+    """Up to ``limit`` images from ``folder``, letterboxed and normalised for ``model``, one (1, 3, R, R) each."""
+    if folder is None:
+        raise UsageError("--int8 needs --calibration DIR, a folder of real images to calibrate on")
+    items = [i.path for i in expand_inputs([folder]).items if i.kind == "image"][:limit]
+    if not items:
+        raise UsageError(f"{folder}: no images to calibrate on")
+    norm = TORCH_MODE if model.variant.normalization == "torch" else TF_MODE
+    return [to_input(letterbox(read_image(p), model.input_size)[0], norm) for p in items]

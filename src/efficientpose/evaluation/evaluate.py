@@ -1,4 +1,4 @@
-"""Evaluation core: open a dataset, match predictions to its samples, score PCKh/PCK and report the result.
+"""Evaluation core: match predictions to a dataset's samples, score PCKh/PCK and report the result.
 
 Knows nothing of models: predictions arrive as poses (a ``predict`` JSON file or a mapping built in memory).
 The protocol is described in docs/evaluation.md.
@@ -18,43 +18,26 @@ from typing import Any
 
 import numpy as np
 
-from efficientpose import metrics
-from efficientpose.data.coco import read_coco
-from efficientpose.data.lsp import read_lsp, read_lspet
-from efficientpose.data.mpii import read_mpii
 from efficientpose.data.sample import Sample
 from efficientpose.errors import DatasetError, InputError, UsageError
-from efficientpose.io import atomic_write_bytes
+from efficientpose.evaluation import metrics
+from efficientpose.io.atomic import atomic_write_bytes
 from efficientpose.pose import Pose
 from efficientpose.skeleton import KEYPOINTS, MPII_DATASET_ORDER, remap
 
-#: Dataset name -> default split. Splits: mpii valid|train|release, lsp train|test|all, lspet all,
-#: coco the JSON stems under annotations/ (e.g. val2017, or val2017_mini for the test copy).
-DATASETS: dict[str, str] = {"mpii": "valid", "lsp": "test", "lspet": "all", "coco": "val2017"}
 #: Default alpha per metric: PCKh@0.5 (MPII), PCK@0.2 (LSP convention).
 DEFAULT_ALPHA = {"pckh": 0.5, "pck": 0.2}
+
+
 METRIC_LABEL = {"pckh": "PCKh", "pck": "PCK"}
+
+
 #: Per-joint table rows: part names in this order, then any other joint of the dataset.
 _PART_ORDER = ("head_top", "upper_neck", "thorax", "pelvis", "shoulder", "elbow", "wrist", "hip", "knee", "ankle")
 
+
 PoseLike = Pose | np.ndarray
 
-
-def open_dataset(name: str, root: Path, split: str | None = None, *, require_images: bool = True,
-                 single_person: bool = False) -> list[Sample]:
-    """Samples of dataset ``name`` (mpii|lsp|lspet|coco) under ``root``; ``split`` None = its default."""
-    if name not in DATASETS:
-        raise UsageError(f"unknown dataset '{name}' (choose from {', '.join(DATASETS)})")
-    if single_person and name != "mpii":
-        raise UsageError("the single-person subset exists only for mpii")
-    split = split or DATASETS[name]
-    if name == "mpii":
-        return read_mpii(root, split, single_person=single_person, require_images=require_images)
-    reader = {"lsp": read_lsp, "lspet": read_lspet, "coco": read_coco}[name]
-    return reader(Path(root), split, require_images=require_images)
-
-
-# ---- predictions ----
 
 def _number(value: Any) -> float | None:
     if value is None:
@@ -143,8 +126,6 @@ def _as_xy(prediction: PoseLike, names: tuple[str, ...], target: tuple[str, ...]
         raise UsageError(f"a prediction must be ({len(names)}, 2 or 3) in the order of its names; got {array.shape}")
     return remap(array[:, :2], names, target)
 
-
-# ---- the report ----
 
 def _clean(value: Any) -> Any:
     """JSON-safe: NaN/inf -> None, numpy -> Python."""
@@ -282,8 +263,6 @@ class Report:
         fig.savefig(buffer, format="png")
         atomic_write_bytes(Path(path), buffer.getvalue())
 
-
-# ---- evaluation ----
 
 def _metric_for(keypoints: tuple[str, ...], metric: str | None) -> str:
     kind = "pckh" if keypoints == MPII_DATASET_ORDER else "pck"  # MPII samples carry head sizes, others torso

@@ -1,0 +1,2 @@
+"""Everything training, evaluation and inference must agree on: input geometry, normalisation, heatmap
+encoding and decoding (numpy only)."""

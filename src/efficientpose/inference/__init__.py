@@ -1,0 +1,1 @@
+"""Running a model on images: the estimator, tracking and smoothing for video, and the runtime backends."""

@@ -1,0 +1,1 @@
+"""Inference backends: runners, the export cache, the backend choice and export itself."""

@@ -1,0 +1,149 @@
+"""Choosing a backend: a named one, or ``auto`` (the fastest installed backend whose heatmaps match torch's,
+measured once per model and machine and cached). :func:`cached_runner` reopens a cached export without
+building the network, so a start with a cached ONNX Runtime or OpenVINO backend never imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from efficientpose.errors import UsageError
+from efficientpose.inference.runtime.cache import CachedExport, _read_export, export_for, model_identity
+from efficientpose.inference.runtime.runners import BACKENDS, OnnxRuntimeRunner, OpenVinoRunner, Runner, TorchRunner
+from efficientpose.io.atomic import atomic_write_text
+
+if TYPE_CHECKING:
+    from efficientpose.models.efficientpose import EfficientPose
+
+
+log = logging.getLogger(__name__)
+
+
+def available(backend: str) -> bool:
+    """Whether the runtime package for ``backend`` is installed."""
+    module = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}[backend]
+    return importlib.util.find_spec(module) is not None
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}; choose one of: auto, {', '.join(BACKENDS)}")
+    if not available(backend):
+        extra = {"onnxruntime": "onnx", "openvino": "openvino"}[backend]
+        raise UsageError(f"backend {backend!r} is not installed: pip install 'efficientpose[{extra}]'")
+
+
+def _onnx_runner(backend: str, onnx: Path, threads: int | None) -> Runner:
+    return OnnxRuntimeRunner(onnx, threads) if backend == "onnxruntime" else OpenVinoRunner(onnx, threads)
+
+
+def make_runner(backend: str, model: EfficientPose, cache: Path, threads: int | None = None,
+                identity: str | None = None) -> Runner:
+    """Build one named backend; a missing runtime gives a UsageError saying which extra to install."""
+    _check_backend(backend)
+    if backend == "torch":
+        return TorchRunner(model)
+    return _onnx_runner(backend, export_for(model, cache, identity).onnx, threads)
+
+
+def cached_runner(identity: str, backend: str, cache: Path,
+                  threads: int | None = None) -> tuple[Runner, CachedExport] | None:
+    """An ONNX Runtime or OpenVINO runner over a cached export, built without torch; None when there is no such
+    export, the backend is torch, or ``auto`` has not chosen yet (the caller then builds the network)."""
+    if backend == "auto":
+        backend = _read_choices(cache).get(_choice_key(identity, threads), "")
+        if backend not in ("onnxruntime", "openvino") or not available(backend):
+            return None
+    elif backend == "torch":
+        return None
+    else:
+        _check_backend(backend)
+    entry = _read_export(cache, identity)
+    if entry is None:
+        return None
+    try:
+        return _onnx_runner(backend, entry.onnx, threads), entry
+    except Exception as exc:  # noqa: BLE001 - a damaged export of any kind is exported again
+        log.warning("ignoring the unreadable cached export %s (%s)", entry.onnx, str(exc).splitlines()[0] if str(exc)
+                    else type(exc).__name__)
+        entry.onnx.unlink(missing_ok=True)
+        return None
+
+
+def median_ms(fn: Callable[[], object], repeats: int = 5) -> float:
+    """Median wall time of ``fn()`` in milliseconds over ``repeats`` calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000)
+
+
+def speed_cost(runner: Runner, batch: np.ndarray) -> float:
+    """Milliseconds per image, weighing one image (webcam, single photos) and a whole ``batch`` (folders, video)
+    equally: the geometric mean of the batch-1 latency and the per-image time of the batch."""
+    one = median_ms(lambda: runner(batch[:1]))
+    many = median_ms(lambda: runner(batch), repeats=3) / len(batch)
+    return float(np.sqrt(one * many))
+
+
+def _choice_key(identity: str, threads: int | None) -> str:
+    return f"{identity}-{os.cpu_count()}-{threads}-cost2"  # cost2: ranked by speed_cost
+
+
+def _read_choices(cache: Path) -> dict[str, str]:
+    try:
+        choices = json.loads((cache / "backend.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return choices if isinstance(choices, dict) else {}
+
+
+def select_auto(model: EfficientPose, cache: Path, threads: int | None = None,
+                candidates: tuple[str, ...] = BACKENDS, identity: str | None = None) -> Runner:
+    """The fastest installed backend whose heatmaps match torch's (max abs diff <= 1e-3); the choice is cached
+    per model identity and machine in ``cache/backend.json`` so later starts skip the measurement.
+
+    "Fastest" is the lowest :func:`speed_cost`.
+    """
+    identity = identity or model_identity(model)
+    key = _choice_key(identity, threads)
+    choices = _read_choices(cache)
+    cached = choices.get(key)
+    if cached in candidates and available(cached):
+        try:
+            return make_runner(cached, model, cache, threads, identity)
+        except Exception:  # noqa: BLE001 - a broken runtime falls back to re-measuring
+            pass
+    reference = TorchRunner(model)
+    size = model.input_size
+    batch = np.random.default_rng(0).standard_normal((4, 3, size, size), dtype=np.float32)
+    expected = reference(batch)
+
+    best: tuple[float, Runner] = (speed_cost(reference, batch), reference)
+    for name in candidates:
+        if name == "torch" or not available(name):
+            continue
+        try:
+            runner = make_runner(name, model, cache, threads, identity)
+            if float(np.abs(runner(batch) - expected).max()) > 1e-3:
+                continue
+            ms = speed_cost(runner, batch)
+        except Exception:  # noqa: BLE001 - any failing runtime is simply not chosen
+            continue
+        if ms < best[0]:
+            best = (ms, runner)
+    choices[key] = best[1].name
+    atomic_write_text(cache / "backend.json", json.dumps(choices, indent=1))
+    return best[1]

@@ -1,0 +1,146 @@
+"""Decoding users' images: any accepted image (path, PIL image, array) as an upright RGB uint8 array.
+
+Every unreadable input raises :class:`~efficientpose.errors.InputError` with a one-line message
+``"<path>: <reason>"``.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from efficientpose.errors import InputError, input_error
+from efficientpose.io import PathLike
+
+#: Images with more pixels than this are refused before decoding (decompression-bomb guard).
+DEFAULT_MAX_PIXELS = 100_000_000
+
+
+def read_image(path: PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an image file to an (H, W, 3) uint8 RGB array, upright per its EXIF orientation.
+
+    Multi-frame files (GIF, TIFF) give their first frame. ``max_pixels`` (None: no limit of ours) refuses
+    huge images before decoding; Pillow's own hard ceiling (2 x ``PIL.Image.MAX_IMAGE_PIXELS``) still applies.
+    """
+    path = Path(path)
+    check_readable_file(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if max_pixels is not None and img.width * img.height > max_pixels:
+                    raise input_error(
+                        path, f"image is {img.width}x{img.height} = {img.width * img.height} pixels, more than "
+                        f"the limit of {max_pixels} (possible decompression bomb; raise max_pixels to allow it)"
+                    )
+                img.load()  # force the full decode so truncated files fail here
+                return _pil_to_rgb(img, str(path))
+    except InputError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise input_error(path, f"image too large (possible decompression bomb): {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise input_error(path, "not an image, or an unsupported image format") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        raise input_error(path, f"corrupt or truncated image ({exc})") from exc
+
+
+def to_rgb_array(image: PathLike | Image.Image | np.ndarray) -> np.ndarray:
+    """Any accepted image (path, PIL image, array) as an (H, W, 3) uint8 RGB array.
+
+    Arrays must be uint8: (H, W) grey, (H, W, 1), (H, W, 3) RGB or (H, W, 4) RGBA (alpha composited on black).
+    A contiguous (H, W, 3) uint8 array is returned as is (shared, not copied).
+    """
+    if isinstance(image, str | os.PathLike):
+        return read_image(image)
+    if isinstance(image, Image.Image):
+        try:
+            return _pil_to_rgb(image, "<PIL image>")
+        except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+            raise input_error("<PIL image>", f"cannot be decoded ({exc})") from exc
+    if isinstance(image, np.ndarray):
+        return _array_to_rgb(image)
+    raise input_error("<image>", f"expected a path, a PIL image or a numpy array, got {type(image).__name__}")
+
+
+def check_readable_file(path: Path) -> None:
+    """Raise InputError unless ``path`` is an existing, non-empty, readable regular file."""
+    if not path.exists():
+        raise input_error(path, "no such file")
+    if path.is_dir():
+        raise input_error(path, "is a directory, not a file")
+    if path.stat().st_size == 0:
+        raise input_error(path, "empty file (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise input_error(path, "permission denied")
+
+
+def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
+    """Upright (EXIF), 8-bit RGB; alpha is composited on black; 16-bit and float images are rescaled."""
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # a broken EXIF block should not make a readable image unreadable
+        pass
+    mode = img.mode
+    if mode == "RGB":
+        return np.array(img, dtype=np.uint8)
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        grey = _high_depth_to_uint8(np.asarray(img), mode)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if "A" in mode or "a" in mode or (mode == "P" and "transparency" in img.info):
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.uint8)
+        return _composite_on_black(rgba)
+    try:
+        return np.array(img.convert("RGB"), dtype=np.uint8)
+    except (ValueError, OSError) as exc:
+        raise input_error(name, f"unsupported colour mode {mode!r}") from exc
+
+
+def _high_depth_to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
+    """Rescale 16-bit (x 255/65535), or int/float images by their range: [0, 1] floats, [0, 255], [0, 65535],
+    else min-max. Never clips."""
+    v = values.astype(np.float64)
+    if mode.startswith("I;16"):
+        scale_max = 65535.0
+    else:
+        finite = v[np.isfinite(v)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+        if mode == "F" and lo >= 0.0 and hi <= 1.0:
+            scale_max = 1.0
+        elif lo >= 0.0 and hi <= 255.0:
+            scale_max = 255.0
+        elif lo >= 0.0 and hi <= 65535.0:
+            scale_max = 65535.0
+        else:
+            v = v - lo
+            scale_max = max(hi - lo, 1e-12)
+    v = np.nan_to_num(v, nan=0.0)
+    return np.rint(v * (255.0 / scale_max)).clip(0, 255).astype(np.uint8)
+
+
+def _composite_on_black(rgba: np.ndarray) -> np.ndarray:
+    """RGB x alpha (i.e. the image over a black background), rounded."""
+    rgb = rgba[:, :, :3].astype(np.uint16)
+    alpha = rgba[:, :, 3:4].astype(np.uint16)
+    return ((rgb * alpha + 127) // 255).astype(np.uint8)
+
+
+def _array_to_rgb(array: np.ndarray) -> np.ndarray:
+    if array.dtype != np.uint8:
+        raise input_error("<array>", f"dtype {array.dtype} is not supported; pass uint8 RGB")
+    if array.size == 0:
+        raise input_error("<array>", f"empty image of shape {array.shape}")
+    if array.ndim == 2:
+        return np.repeat(array[:, :, None], 3, axis=2)
+    if array.ndim == 3 and array.shape[2] == 3:
+        return np.ascontiguousarray(array)
+    if array.ndim == 3 and array.shape[2] == 1:
+        return np.repeat(array, 3, axis=2)
+    if array.ndim == 3 and array.shape[2] == 4:
+        return _composite_on_black(array)
+    raise input_error("<array>", f"shape {array.shape} is not an image; expected (H, W), (H, W, 3) or (H, W, 4)")

@@ -1,0 +1,415 @@
+"""The prediction files other tools read (docs/output-format.md): JSON and CSV writers and readers.
+
+Writers stream records to hidden temporary files renamed on close, so memory stays bounded for long videos
+and a failed run leaves no partial file. Floats are written in Python's shortest round-trip form (exact);
+non-finite values are written as JSON null / an empty CSV cell and read back as NaN.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from efficientpose.errors import input_error
+from efficientpose.io import PathLike
+from efficientpose.io.atomic import AtomicFile, CloseOrAbort
+from efficientpose.pose import Pose
+from efficientpose.skeleton import KEYPOINTS
+
+#: File names of the image outputs inside the output folder.
+IMAGE_JSON_NAME = "predictions.json"
+IMAGE_CSV_NAME = "predictions.csv"
+
+_FIELDS = ("x", "y", "score")
+
+
+def keypoint_columns(names: Sequence[str] = KEYPOINTS) -> list[str]:
+    """``<name>_x, <name>_y, <name>_score`` for each keypoint, in order."""
+    return [f"{name}_{f}" for name in names for f in _FIELDS]
+
+
+def image_csv_header(names: Sequence[str] = KEYPOINTS) -> list[str]:
+    """Columns of predictions.csv."""
+    return ["file", "width", "height", *keypoint_columns(names)]
+
+
+def video_csv_header(names: Sequence[str] = KEYPOINTS) -> list[str]:
+    """Columns of <video stem>.csv."""
+    return ["frame", "time", *keypoint_columns(names)]
+
+
+def video_output_paths(out_dir: PathLike, video: PathLike) -> tuple[Path, Path]:
+    """(JSON, CSV) paths of a video's predictions: ``out_dir/<video stem>.json`` and ``.csv``."""
+    stem = Path(video).stem
+    return Path(out_dir) / f"{stem}.json", Path(out_dir) / f"{stem}.csv"
+
+
+@dataclass(frozen=True)
+class ImagePrediction:
+    """One record of predictions.json: the image as given, its size, the model name and the pose."""
+
+    file: str
+    width: int
+    height: int
+    model: str | None
+    pose: Pose
+
+
+@dataclass
+class VideoPredictions:
+    """A video's predictions as arrays; metadata fields are None when read from CSV (which lacks them)."""
+
+    file: str | None
+    width: int | None
+    height: int | None
+    fps: float | None
+    model: str | None
+    frames: np.ndarray  #: (T,) int64 frame indices
+    times: np.ndarray  #: (T,) float64 seconds
+    keypoints: np.ndarray  #: (T, K, 3) float64 x, y, score
+    names: tuple[str, ...] = field(default=KEYPOINTS)
+
+    def pose(self, i: int) -> Pose:
+        """The i-th row as a Pose."""
+        return Pose(self.keypoints[i].copy(), self.names)
+
+
+# --------------------------------------------------------------------------------------------- writing
+
+
+def _number(value: float) -> float | None:
+    v = float(value)
+    return v if math.isfinite(v) else None
+
+
+def _cell(value: float) -> str:
+    v = float(value)
+    return repr(v) if math.isfinite(v) else ""
+
+
+def _keypoints_json(pose: Pose) -> dict[str, dict[str, float | None]]:
+    return {
+        name: {"x": _number(x), "y": _number(y), "score": _number(s)}
+        for name, (x, y, s) in zip(pose.names, pose.keypoints, strict=True)
+    }
+
+
+def _check_pose(pose: Pose, names: tuple[str, ...], where: str) -> None:
+    kp = np.asarray(pose.keypoints)
+    if tuple(pose.names) != names or kp.shape != (len(names), 3):
+        raise ValueError(
+            f"{where}: pose has keypoints {tuple(pose.names)} of shape {kp.shape}; expected {len(names)} in order "
+            f"{names}"
+        )
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, allow_nan=False)
+
+
+class _StreamingWriter(CloseOrAbort):
+    """A JSON file (opening text, one record per line, closing text) and optionally a CSV, both atomic."""
+
+    def __init__(self, json_path: PathLike | None, csv_path: PathLike | None, header: list[str]) -> None:
+        if json_path is None and csv_path is None:
+            raise ValueError("nothing to write: give a JSON path, a CSV path or both")
+        self._files: list[AtomicFile] = []
+        self._json: AtomicFile | None = None
+        self._csv = None
+        self.count = 0
+        try:
+            if json_path is not None:
+                self._json = AtomicFile(Path(json_path), "w", newline="\n")
+                self._files.append(self._json)
+            if csv_path is not None:
+                csv_file = AtomicFile(Path(csv_path), "w", newline="")
+                self._files.append(csv_file)
+                self._csv = csv.writer(csv_file.file, lineterminator="\n")
+                self._csv.writerow(header)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _write(self, json_record: dict[str, Any], csv_row: list[Any]) -> None:
+        if self._json is not None:
+            self._json.file.write(("\n" if self.count == 0 else ",\n") + _dumps(json_record))
+        if self._csv is not None:
+            self._csv.writerow(csv_row)
+        self.count += 1
+
+    def _finish_json(self) -> str:
+        raise NotImplementedError
+
+    def close(self) -> list[Path]:
+        """Complete the files and move them into place; returns their paths."""
+        try:
+            if self._json is not None and not self._json.done:
+                self._json.file.write(self._finish_json())
+            return [f.commit() for f in self._files]
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Delete the temporary files; final paths are left untouched."""
+        for f in self._files:
+            f.discard()
+
+
+class ImagePredictionsWriter(_StreamingWriter):
+    """Writes predictions.json (a list, one record per image) and/or predictions.csv, one image at a time."""
+
+    def __init__(
+        self, json_path: PathLike | None, csv_path: PathLike | None = None, *, model: str | None = None,
+        names: Sequence[str] = KEYPOINTS,
+    ) -> None:
+        self.names, self.model = tuple(names), model
+        super().__init__(json_path, csv_path, image_csv_header(self.names))
+        if self._json is not None:
+            self._json.file.write("[")
+
+    def add(self, file: str, width: int, height: int, pose: Pose, model: str | None = None) -> None:
+        """Append one image's record (``model`` defaults to the writer's)."""
+        _check_pose(pose, self.names, str(file))
+        record = {"file": str(file), "width": int(width), "height": int(height),
+                  "model": model if model is not None else self.model, "keypoints": _keypoints_json(pose)}
+        self._write(record, [str(file), int(width), int(height), *(_cell(v) for v in np.ravel(pose.keypoints))])
+
+    def _finish_json(self) -> str:
+        return "\n]\n"
+
+
+class VideoPredictionsWriter(_StreamingWriter):
+    """Writes ``<stem>.json`` (metadata and a frame list) and/or ``<stem>.csv``, one frame at a time."""
+
+    def __init__(
+        self, json_path: PathLike | None, csv_path: PathLike | None = None, *, file: str, width: int, height: int,
+        fps: float, model: str | None, names: Sequence[str] = KEYPOINTS,
+    ) -> None:
+        self.names = tuple(names)
+        super().__init__(json_path, csv_path, video_csv_header(self.names))
+        if self._json is not None:
+            head = _dumps({"file": str(file), "width": int(width), "height": int(height), "fps": _number(fps),
+                           "model": model, "frames": []})
+            self._json.file.write(head[: -len("[]}")] + "[")
+
+    def add(self, frame: int, time: float, pose: Pose) -> None:
+        """Append one frame's record."""
+        _check_pose(pose, self.names, f"frame {frame}")
+        record = {"frame": int(frame), "time": _number(time), "keypoints": _keypoints_json(pose)}
+        self._write(record, [int(frame), _cell(time), *(_cell(v) for v in np.ravel(pose.keypoints))])
+
+    def _finish_json(self) -> str:
+        return "\n]}\n"
+
+
+def write_image_predictions(
+    json_path: PathLike | None, predictions: Iterable[ImagePrediction], csv_path: PathLike | None = None
+) -> list[Path]:
+    """Write a whole list of image predictions (JSON and/or CSV) atomically; returns the paths written."""
+    predictions = list(predictions)
+    names = tuple(predictions[0].pose.names) if predictions else KEYPOINTS
+    writer = ImagePredictionsWriter(json_path, csv_path, names=names)
+    try:
+        for p in predictions:
+            writer.add(p.file, p.width, p.height, p.pose, model=p.model)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.close()
+
+
+# --------------------------------------------------------------------------------------------- reading
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError as exc:
+        raise input_error(path, "no such file") from exc
+    except json.JSONDecodeError as exc:
+        raise input_error(path, f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise input_error(path, f"cannot be read ({exc})") from exc
+
+
+def _int(value: Any, path: Path, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise input_error(path, f"{where}: expected an integer, got {value!r}")
+    return value
+
+
+def _float(value: Any, path: Path, where: str, *, nullable: bool = True) -> float:
+    if value is None and nullable:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise input_error(path, f"{where}: expected a number, got {value!r}")
+    return float(value)
+
+
+def _str(value: Any, path: Path, where: str, *, nullable: bool = False) -> str | None:
+    if (value is None and nullable) or isinstance(value, str):
+        return value
+    raise input_error(path, f"{where}: expected a string, got {value!r}")
+
+
+def _field(record: Any, key: str, path: Path, where: str) -> Any:
+    if not isinstance(record, dict):
+        raise input_error(path, f"{where}: expected an object, got {type(record).__name__}")
+    if key not in record:
+        raise input_error(path, f"{where}: missing {key!r}")
+    return record[key]
+
+
+def _keypoints_from_json(data: Any, path: Path, where: str) -> tuple[tuple[str, ...], np.ndarray]:
+    if not isinstance(data, dict) or not data:
+        raise input_error(path, f"{where}: 'keypoints' must be a non-empty object of name -> {{x, y, score}}")
+    names = tuple(data)
+    kp = np.array(
+        [[_float(_field(data[n], f, path, f"{where} {n}"), path, f"{where} {n}.{f}") for f in _FIELDS] for n in names],
+        dtype=np.float64,
+    )
+    return names, kp
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            rows = list(csv.reader(f))
+    except FileNotFoundError as exc:
+        raise input_error(path, "no such file") from exc
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise input_error(path, f"cannot be read as CSV ({exc})") from exc
+    if not rows:
+        raise input_error(path, "empty CSV file (no header)")
+    return rows[0], rows[1:]
+
+
+def _names_from_columns(columns: list[str], path: Path) -> tuple[str, ...]:
+    if not columns or len(columns) % 3:
+        raise input_error(path, "keypoint columns must come in <name>_x, <name>_y, <name>_score triples")
+    names = []
+    for i in range(0, len(columns), 3):
+        name = columns[i][:-2] if columns[i].endswith("_x") else None
+        if name is None or columns[i : i + 3] != [f"{name}_{f}" for f in _FIELDS]:
+            raise input_error(path, f"unexpected keypoint columns {columns[i : i + 3]}; expected <name>_x, _y, _score")
+        names.append(name)
+    return tuple(names)
+
+
+def _csv_float(cell: str, path: Path, where: str) -> float:
+    if cell == "":
+        return math.nan
+    try:
+        return float(cell)
+    except ValueError:
+        raise input_error(path, f"{where}: not a number: {cell!r}") from None
+
+
+def _csv_int(cell: str, path: Path, where: str) -> int:
+    try:
+        return int(cell)
+    except ValueError:
+        raise input_error(path, f"{where}: not an integer: {cell!r}") from None
+
+
+def _csv_table(path: Path, lead: list[str]) -> tuple[tuple[str, ...], list[list[str]], np.ndarray]:
+    header, rows = _read_csv(path)
+    if header[: len(lead)] != lead:
+        raise input_error(path, f"CSV header must start with {','.join(lead)}; found {','.join(header[: len(lead)])}")
+    names = _names_from_columns(header[len(lead):], path)
+    kp = np.empty((len(rows), len(names), 3), dtype=np.float64)
+    for r, row in enumerate(rows):
+        if len(row) != len(header):
+            raise input_error(path, f"row {r + 2}: {len(row)} cells, expected {len(header)}")
+        values = [_csv_float(c, path, f"row {r + 2} column {header[len(lead) + j]}")
+                  for j, c in enumerate(row[len(lead):])]
+        kp[r] = np.asarray(values, dtype=np.float64).reshape(len(names), 3)
+    return names, rows, kp
+
+
+def read_image_predictions(path: PathLike) -> list[ImagePrediction]:
+    """Read predictions.json or predictions.csv (by suffix); model is None for CSV. InputError if malformed."""
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        names, rows, kp = _csv_table(path, ["file", "width", "height"])
+        return [
+            ImagePrediction(row[0], _csv_int(row[1], path, f"row {r + 2} width"),
+                            _csv_int(row[2], path, f"row {r + 2} height"), None, Pose(kp[r], names))
+            for r, row in enumerate(rows)
+        ]
+    data = _load_json(path)
+    if not isinstance(data, list):
+        raise input_error(path, "expected a JSON list of image records (is this a video's predictions?)")
+    out = []
+    for i, record in enumerate(data):
+        where = f"record {i}"
+        names, kp = _keypoints_from_json(_field(record, "keypoints", path, where), path, where)
+        out.append(ImagePrediction(
+            file=_str(_field(record, "file", path, where), path, f"{where} file"),
+            width=_int(_field(record, "width", path, where), path, f"{where} width"),
+            height=_int(_field(record, "height", path, where), path, f"{where} height"),
+            model=_str(record.get("model"), path, f"{where} model", nullable=True),
+            pose=Pose(kp, names),
+        ))
+    return out
+
+
+def read_video_predictions(path: PathLike) -> VideoPredictions:
+    """Read ``<stem>.json`` or ``<stem>.csv`` (by suffix) into arrays. InputError if malformed."""
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        names, rows, kp = _csv_table(path, ["frame", "time"])
+        frames = np.array([_csv_int(row[0], path, f"row {r + 2} frame") for r, row in enumerate(rows)], np.int64)
+        times = np.array([_csv_float(row[1], path, f"row {r + 2} time") for r, row in enumerate(rows)], np.float64)
+        return VideoPredictions(None, None, None, None, None, frames, times, kp, names)
+    data = _load_json(path)
+    if not isinstance(data, dict):
+        raise input_error(path, "expected a JSON object with a 'frames' list (is this an image predictions file?)")
+    records = _field(data, "frames", path, "top level")
+    if not isinstance(records, list):
+        raise input_error(path, "'frames' must be a list")
+    frames, times, rows = [], [], []
+    names: tuple[str, ...] = KEYPOINTS
+    for i, record in enumerate(records):
+        where = f"frame record {i}"
+        frame_names, kp = _keypoints_from_json(_field(record, "keypoints", path, where), path, where)
+        if i == 0:
+            names = frame_names
+        elif frame_names != names:
+            raise input_error(path, f"{where}: keypoint names differ from the first frame's")
+        frames.append(_int(_field(record, "frame", path, where), path, f"{where} frame"))
+        times.append(_float(_field(record, "time", path, where), path, f"{where} time"))
+        rows.append(kp)
+    fps = data.get("fps")
+    return VideoPredictions(
+        file=_str(data.get("file"), path, "file", nullable=True),
+        width=None if data.get("width") is None else _int(data["width"], path, "width"),
+        height=None if data.get("height") is None else _int(data["height"], path, "height"),
+        fps=None if fps is None else _float(fps, path, "fps"),
+        model=_str(data.get("model"), path, "model", nullable=True),
+        frames=np.asarray(frames, dtype=np.int64),
+        times=np.asarray(times, dtype=np.float64),
+        keypoints=np.stack(rows) if rows else np.empty((0, len(names), 3), dtype=np.float64),
+        names=names,
+    )
+
+
+def read_predictions(path: PathLike) -> list[ImagePrediction] | VideoPredictions:
+    """Read any prediction file, telling image from video files by content (JSON list / ``file`` column)."""
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        header, _ = _read_csv(path)
+        return read_image_predictions(path) if header[:1] == ["file"] else read_video_predictions(path)
+    if path.suffix.lower() != ".json":
+        raise input_error(path, "prediction files end in .json or .csv")
+    return read_image_predictions(path) if isinstance(_load_json(path), list) else read_video_predictions(path)
+

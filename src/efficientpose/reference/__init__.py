@@ -1,0 +1,1 @@
+"""Oracles and baselines: the authors' own pipeline and the OpenPose network. Never on the product path."""
