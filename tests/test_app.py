@@ -264,7 +264,7 @@ def test_bad_upload_message_on_the_page(tmp_path: Path, browser) -> None:
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     folder = tmp_path_factory.mktemp("clips")
     return {"short": figure_video(folder / "short.mp4", seconds=3, fps=10).read_bytes(),
-            "long": figure_video(folder / "long.mp4", seconds=40, fps=10).read_bytes()}
+            "long": figure_video(folder / "long.mp4", seconds=90, fps=10).read_bytes()}
 
 
 def _rows(data: Path) -> dict[str, tuple]:
@@ -313,6 +313,10 @@ def test_jobs_in_order_then_sigkill_mid_job(tmp_path: Path, clips: dict[str, byt
         for sid in ids:  # the other sessions are intact, files included
             assert s.status(sid)["status"] == "done"
             assert s.request("GET", f"/sessions/{sid}/files/csv")[0] == 200
+        code, _, page = s.request("GET", f"/compare?a={ids[0]}&b={ids[1]}")
+        assert code == 200 and b"repetitions" in page and b"clip0.mp4" in page and b"clip1.mp4" in page
+        code, _, page = s.request("GET", "/subjects/Cy")
+        assert code == 200 and page.count(b"/sessions/") >= 4 and b'action="/compare"' in page
         code, _, page = s.request("GET", f"/sessions/{victim}")
         assert b"interrupted" in page and b"Run again" in page
         assert s.request("POST", f"/sessions/{victim}/rerun", b"", s.origin())[0] == 303
@@ -360,13 +364,14 @@ def test_fifty_pollers_during_a_job(tmp_path: Path, clips: dict[str, bytes]) -> 
     try:
         status, answer = s.upload(clips["long"], "long.mp4")
         sid = answer["id"]
-        job = s.wait(sid, 120, until=("running",))
+        s.wait(sid, 120, until=("running",))
         while s.status(sid)["frames_done"] == 0:
             time.sleep(0.1)
         answers = poll_load(s, sid)
         assert len(answers) == 500
         assert all(code == 200 for code, _ in answers), {code for code, _ in answers}
-        assert job["status"] == "running"
+        job = s.status(sid)
+        assert job["status"] == "running" and job["frames_done"] < job["frames_total"]  # polled a running job
         s.request("POST", f"/sessions/{sid}/cancel", b"", s.origin())
     finally:
         s.stop()

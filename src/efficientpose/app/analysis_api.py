@@ -55,11 +55,11 @@ def run(predictions: dict, output: Path, video: Path | None, activity: str, heig
     return files, result.summary, notes
 
 
-def compare(summary_dirs: tuple[Path, Path], output: Path) -> Path | None:
-    """The analysis's own comparison report of two sessions (written to ``output``), or None where the analysis
-    has none and the app shows its side-by-side table instead."""
+def compare(analyses: tuple[Path, Path], output: Path) -> Path | None:
+    """The analysis's own comparison report of two sessions (their analysis folders; written to ``output``), or
+    None where the analysis has none and the app shows its side-by-side table instead."""
     fn = getattr(analysis, "compare", None) or getattr(analysis, "compare_sessions", None)
     if fn is None:
         return None
-    written = fn(*summary_dirs, output)
+    written = fn(*analyses, output)
     return Path(written) if isinstance(written, (str, Path)) else output / "report.html"

@@ -226,6 +226,8 @@ def create_app(config: Config) -> Guard:
                     break
                 await asyncio.sleep(0.1)
         await run_in_threadpool(store.delete, s.id)
+        for folder in (store.data / "compare").glob(f"*{s.id}*"):
+            shutil.rmtree(folder, ignore_errors=True)
         return RedirectResponse("/", status_code=303)
 
     async def download(request: Request) -> Response:
@@ -269,7 +271,28 @@ def create_app(config: Config) -> Guard:
             return not_found("choose two sessions to compare")
         if a.status != "done" or b.status != "done" or a.kind != "video" or b.kind != "video":
             return page("error.html", 409, title="Cannot compare", message="both sessions must be finished videos")
-        return page("compare.html", title="Compare sessions", a=a, b=b, rows=await run_in_threadpool(_compare, a, b))
+        report = await run_in_threadpool(_analysis_comparison, a, b)
+        rows = [] if report else await run_in_threadpool(_compare, a, b)
+        return page("compare.html", title="Compare sessions", a=a, b=b, rows=rows, report=report)
+
+    def _comparison_folder(a: Session, b: Session) -> Path:
+        return store.data / "compare" / f"{a.id}-{b.id}"
+
+    def _analysis_comparison(a: Session, b: Session) -> bool:
+        """Whether the analysis wrote its own comparison report (kept under ``DATA/compare/<a>-<b>/``)."""
+        folder = _comparison_folder(a, b)
+        if (folder / "report.html").is_file():
+            return True
+        analyses = (store.folder(a.id) / "out" / "analysis", store.folder(b.id) / "out" / "analysis")
+        written = analysis_api.compare(analyses, folder)
+        return written is not None and written.is_file()
+
+    async def comparison_report(request: Request) -> Response:
+        a, b = store.get(request.query_params.get("a", "")), store.get(request.query_params.get("b", ""))
+        path = _comparison_folder(a, b) / "report.html" if a and b else None
+        if path is None or not path.is_file():
+            return not_found("no comparison report")
+        return FileResponse(path, media_type="text/html", headers={"content-security-policy": REPORT_CSP})
 
     def _compare(a: Session, b: Session) -> list[tuple[str, Any, Any]]:
         """Rows of the side-by-side table from the two sessions' summaries."""
@@ -319,6 +342,7 @@ def create_app(config: Config) -> Guard:
         Route(f"/sessions/{sid}/delete", delete, methods=["POST"]),
         Route(f"/sessions/{sid}/files/{{name:str}}", download),
         Route("/subjects", subjects), Route("/subjects/{name:str}", subject), Route("/compare", compare),
+        Route("/compare/report", comparison_report),
         Route("/static/{name:str}", static),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
