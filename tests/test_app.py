@@ -381,3 +381,62 @@ def test_status_json_shape(server: Server, done_session: dict) -> None:
     job = server.status(done_session["id"])
     assert set(job) == {"id", "status", "error", "frames_total", "frames_done", "eta_seconds", "phase", "finished"}
     assert json.loads(json.dumps(job)) == job
+
+
+# ------------------------------------------------------------------------------------------------ units
+
+
+def test_analysis_adapter_passes_new_options_through(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Today's analyze() gets only what it knows (and the page says what was not applied); a newer one with
+    presets, real units, exports and a comparison gets them through the one adapter."""
+    from types import SimpleNamespace
+
+    from efficientpose import analysis
+    from efficientpose.app import analysis_api
+
+    assert analysis_api.activities() == ["auto"] or hasattr(analysis, "ACTIVITIES")
+    calls: dict = {}
+
+    def newer(predictions, output, *, video=None, activity="auto", height=None, exports=()):
+        calls.update(activity=activity, height=height, exports=exports)
+        output.mkdir()
+        (output / "clip.trc").write_text("markers")
+        return SimpleNamespace(outputs={"html": output / "report.html"}, summary={"frames": 3})
+
+    def compare(a, b, output):
+        output.mkdir(parents=True)
+        return (output / "report.html").write_text(f"{a.name} {b.name}") and output / "report.html"
+
+    monkeypatch.setattr(analysis, "analyze", newer)
+    monkeypatch.setattr(analysis, "ACTIVITIES", ("squat", "gait"), raising=False)
+    monkeypatch.setattr(analysis, "compare", compare, raising=False)
+    files, summary, notes = analysis_api.run({}, tmp_path / "a", None, "gait", 1.7)
+    assert calls == {"activity": "gait", "height": 1.7, "exports": ("trc", "mot", "c3d")} and notes == []
+    assert files["trc"] == tmp_path / "a" / "clip.trc" and summary == {"frames": 3}
+    assert analysis_api.activities() == ["auto", "squat", "gait"]
+    assert analysis_api.compare((tmp_path / "x", tmp_path / "y"), tmp_path / "c").read_text() == "x y"
+
+    def today(predictions, output, *, video=None, score_threshold=0.3, drawer=None):
+        output.mkdir()
+        return SimpleNamespace(outputs={}, summary={})
+
+    monkeypatch.setattr(analysis, "analyze", today)
+    _, _, notes = analysis_api.run({}, tmp_path / "b", None, "gait", 1.7)
+    assert len(notes) == 2 and "not applied" in notes[0] and "pixels" in notes[1]
+
+
+def test_host_rules_and_sizes() -> None:
+    from efficientpose.app.security import Guard
+    from efficientpose.app.server import parse_size
+    from efficientpose.app.uploads import UploadError, check_name
+
+    loop = Guard(None, "127.0.0.1", 8765, None)
+    assert all(loop.host_allowed(h) for h in ("127.0.0.1:8765", "localhost:8765", "[::1]:8765", "localhost"))
+    assert not loop.host_allowed("127.0.0.1:8766") and not loop.host_allowed("attacker.example:8765")
+    wild = Guard(None, "0.0.0.0", 8765, "t")
+    assert wild.host_allowed("192.168.1.20:8765") and not wild.host_allowed("rebind.attacker.example:8765")
+    assert parse_size("2G") == 2 * 1024**3 and parse_size("500M") == 500 * 1024**2 and parse_size("1000") == 1000
+    assert check_name("squats..final.mp4") == "squats..final.mp4"
+    for bad in ("../x.mp4", "a/b.mp4", "a\\b.mp4", "..", "x\x00.mp4", ""):
+        with pytest.raises(UploadError):
+            check_name(bad)

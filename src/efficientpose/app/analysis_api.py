@@ -8,6 +8,7 @@ needs to know which version it runs on.
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,12 @@ def activities() -> list[str]:
     """The analysis presets the user may choose; ``["auto"]`` where the analysis has none."""
     presets = getattr(analysis, "ACTIVITIES", None)
     return ["auto", *[a for a in presets if a != "auto"]] if presets else ["auto"]
+
+
+def smooth_keypoints() -> bool:
+    """Whether predict should One-Euro smooth a video's keypoints: yes, unless the analysis filters the raw
+    keypoints itself (as ``analyze`` on a video does once ``analysis.filters`` exists)."""
+    return importlib.util.find_spec("efficientpose.analysis.filters") is None
 
 
 def _parameters() -> set[str]:

@@ -7,6 +7,7 @@ work folder into place and writes the row last. A crash of the worker only fails
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import shutil
 import threading
@@ -87,7 +88,14 @@ class Scheduler:
                 self._wake.wait(1.0)
                 self._wake.clear()
                 continue
-            self._run(session)
+            try:
+                self._run(session)
+            except Exception as exc:  # noqa: BLE001 - one job's trouble (e.g. a full disk) must not stop the queue
+                with self._lock:
+                    self._progress = None
+                with contextlib.suppress(Exception):
+                    self.store.update(session.id, status="failed", finished=time.time(),
+                                      error=f"the job could not be run: {type(exc).__name__}: {exc}")
 
     def _run(self, s: Session) -> None:
         folder = self.store.folder(s.id)

@@ -149,7 +149,7 @@ def create_app(config: Config) -> Guard:
             raise UploadError(f"height {height_text!r} is not a number (metres, e.g. 1.75)") from None
         if height is not None and not 0.5 <= height <= 2.5:
             raise UploadError(f"height {height:g} m is outside 0.5-2.5 m")
-        subject = " ".join(str(form.get("subject") or "").split())[:100] or "unnamed"
+        subject = " ".join(str(form.get("subject") or "").replace("/", "-").split())[:100] or "unnamed"
         note = str(form.get("note") or "").strip()[:2000]
         return {"model": model, "activity": activity, "height": height, "subject": subject, "note": note}
 
@@ -185,7 +185,8 @@ def create_app(config: Config) -> Guard:
         s = session_or_none(request)
         if s is None:
             return not_found()
-        others = [o for o in store.list(subject=s.subject) if o.id != s.id and o.status == "done"]
+        others = [o for o in store.list(subject=s.subject)
+                  if o.id != s.id and o.status == "done" and o.kind == "video" == s.kind]
         return page("session.html", title=s.filename, s=s, status=status_of(s), others=others,
                     downloads=_downloads(s))
 

@@ -50,7 +50,7 @@ def check_name(name: str) -> str:
     characters: it is never used to build a path, but a name like that is a sign of a crafted request."""
     if not name or not name.strip():
         raise UploadError("the upload has no file name")
-    if _BAD_NAME.search(name) or ".." in name:
+    if _BAD_NAME.search(name) or name.strip() in (".", ".."):
         raise UploadError(f"{name!r}: a file name must not contain a folder path ('/', '\\', '..') "
                           "or control characters")
     if len(name) > 255:

@@ -66,6 +66,7 @@ def run(spec: dict[str, Any], on_frame: Callable[..., None], on_phase: Callable[
         ) -> tuple[dict[str, str], dict[str, Any]]:
     """Run the job into ``spec["work"]``: (download name -> file name in the work folder, summary for the pages).
     ``on_frame`` hears the frames done, ``on_phase`` what the job is doing."""
+    from efficientpose.app.analysis_api import smooth_keypoints
     from efficientpose.estimator import PoseEstimator
     from efficientpose.predict import PredictOptions, predict_files, predict_video
 
@@ -73,7 +74,8 @@ def run(spec: dict[str, Any], on_frame: Callable[..., None], on_phase: Callable[
     work.mkdir(parents=True, exist_ok=True)
     on_phase("loading the model")
     estimator = PoseEstimator(spec["model"])
-    options = PredictOptions(output=work, formats=("json", "csv"), draw=True, progress=False, on_frame=on_frame)
+    options = PredictOptions(output=work, formats=("json", "csv"), draw=True, smooth=smooth_keypoints(),
+                             progress=False, on_frame=on_frame)
     if spec["kind"] == "image":
         report = predict_files([source], estimator, options)
         if report.errors:
