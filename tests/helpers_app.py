@@ -12,9 +12,9 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode
 
 import cv2
 import numpy as np
@@ -60,16 +60,10 @@ class Server:
 
     def upload(self, content: bytes, filename: str, fields: dict[str, str] | None = None,
                headers: dict[str, str] | None = None) -> tuple[int, dict]:
-        """POST a multipart upload as the page's script does; (status, JSON answer)."""
-        boundary = uuid.uuid4().hex
-        parts = []
-        for k, v in (fields or {}).items():
-            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode())
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-                     f"Content-Type: application/octet-stream\r\n\r\n".encode() + content + b"\r\n")
-        body = b"".join(parts) + f"--{boundary}--\r\n".encode()
-        status, _, answer = self.request("POST", "/upload", body, {
-            "Content-Type": f"multipart/form-data; boundary={boundary}", **self.origin(), **(headers or {})})
+        """POST a file as the page's script does (the body is the file; name and settings in the query)."""
+        query = urlencode({"filename": filename, **(fields or {})})
+        status, _, answer = self.request("POST", f"/upload?{query}", content, {
+            "Content-Type": "application/octet-stream", **self.origin(), **(headers or {})})
         return status, json.loads(answer or b"{}")
 
     def status(self, session_id: str) -> dict:

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import threading
 import time
@@ -230,6 +231,16 @@ def test_bad_uploads_get_a_message_and_leave_nothing(tmp_path: Path, squats: Pat
             assert 400 <= status < 500, (name, status, answer)
             assert message in answer["error"], (name, answer)
             assert "\n" not in answer["error"]
+        # a body without a declared length, and a client that goes away half-way through its upload
+        code, _, body = s.request("POST", "/upload?filename=a.mp4", None, {**s.origin(),
+                                                                           "Transfer-Encoding": "chunked"})
+        assert code == 411 and b"Content-Length" in body
+        with socket.create_connection(("127.0.0.1", s.port)) as sock:
+            sock.sendall(f"POST /upload?filename=gone.mp4 HTTP/1.1\r\nHost: 127.0.0.1:{s.port}\r\n"
+                         f"Origin: http://127.0.0.1:{s.port}\r\nContent-Length: 150000\r\n\r\n".encode()
+                         + whole[:60_000])
+            time.sleep(0.5)
+        time.sleep(0.5)
         assert list((data / "sessions").iterdir()) == [] and list((data / "tmp").iterdir()) == []
         with sqlite3.connect(data / "sessions.sqlite3") as db:
             assert db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] == 0

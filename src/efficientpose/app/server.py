@@ -14,6 +14,7 @@ import secrets
 import shutil
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,7 @@ from typing import Any
 import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.formparsers import MultiPartException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
@@ -41,7 +41,6 @@ MEDIA = {".json": "application/json", ".csv": "text/csv", ".mp4": "video/mp4", "
          ".jpg": "image/jpeg", ".html": "text/html", ".trc": "text/plain", ".mot": "text/plain"}
 #: Outputs shown inline (our own files only); everything else is served as an attachment.
 INLINE = {"video", "image", "report"}
-MAX_FORM_FIELD = 64 * 1024
 
 
 @dataclass
@@ -116,26 +115,35 @@ def create_app(config: Config) -> Guard:
         return JSONResponse({"id": session.id, "url": f"/sessions/{session.id}"}, status_code=201)
 
     async def _receive_upload(request: Request) -> Session:
+        """The body is the file itself (no multipart), streamed into ``DATA/tmp`` and counted against the limit;
+        the name and settings come in the query string."""
         length = request.headers.get("content-length")
         if length is None or not length.isdigit():
             raise UploadError("the upload must declare its length (Content-Length)", 411)
-        if int(length) > config.max_upload + MAX_FORM_FIELD * 8:
-            raise UploadError(f"the file is larger than the upload limit of {_human(config.max_upload)}", 413)
+        name = check_name(request.query_params.get("filename", ""))
+        if int(length) > config.max_upload:
+            raise UploadError(f"{name}: larger than the upload limit of {_human(config.max_upload)}", 413)
+        fields = _fields(request.query_params)
+        temp = store.tmp_dir / f"{uuid.uuid4().hex}.upload"
         try:
-            form = await request.form(max_files=1, max_fields=8, max_part_size=MAX_FORM_FIELD)
-        except MultiPartException as exc:
-            raise UploadError(f"the upload could not be read ({exc.message})") from None
-        try:
-            upload = form.get("file")
-            if upload is None or isinstance(upload, str):
-                raise UploadError("no file in the upload")
-            name = check_name(upload.filename or "")
-            fields = _fields(form)
-            return await run_in_threadpool(_store_upload, upload.file, name, fields)
+            size, buffer = 0, bytearray()
+            with open(temp, "wb") as f:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > config.max_upload:
+                        raise UploadError(f"{name}: larger than the upload limit of {_human(config.max_upload)}", 413)
+                    buffer += chunk
+                    if len(buffer) >= 1 << 20:
+                        await run_in_threadpool(f.write, bytes(buffer))
+                        buffer.clear()
+                await run_in_threadpool(f.write, bytes(buffer))
+            return await run_in_threadpool(_accept_upload, temp, name, fields)
+        except ClientDisconnect:
+            raise UploadError(f"{name}: the upload was interrupted") from None
         finally:
-            await form.close()
+            temp.unlink(missing_ok=True)
 
-    def _fields(form: Any) -> dict[str, Any]:
+    def _fields(form: Mapping[str, str]) -> dict[str, Any]:
         model = str(form.get("model") or "rt")
         if model not in VARIANTS:
             raise UploadError(f"unknown model {model!r}")
@@ -153,33 +161,22 @@ def create_app(config: Config) -> Guard:
         note = str(form.get("note") or "").strip()[:2000]
         return {"model": model, "activity": activity, "height": height, "subject": subject, "note": note}
 
-    def _store_upload(source: Any, name: str, fields: dict[str, Any]) -> Session:
-        """Copy, check, move into a new session folder, then write the row."""
-        temp = store.tmp_dir / f"{uuid.uuid4().hex}.upload"
-        folder: Path | None = None
+    def _accept_upload(temp: Path, name: str, fields: dict[str, Any]) -> Session:
+        """Check the received file, move it into a new session folder, then write the row."""
+        probed = probe(temp, name)
+        sid = uuid.uuid4().hex
+        folder = store.folder(sid)
+        folder.mkdir()
         try:
-            size = 0
-            with open(temp, "wb") as f:
-                while chunk := source.read(1024 * 1024):
-                    size += len(chunk)
-                    if size > config.max_upload:
-                        raise UploadError(f"{name}: larger than the upload limit of {_human(config.max_upload)}", 413)
-                    f.write(chunk)
-            probed = probe(temp, name)
-            sid = uuid.uuid4().hex
-            folder = store.folder(sid)
-            folder.mkdir()
             os.replace(temp, folder / f"input{probed.suffix}")
             now = time.time()
             session = Session(id=sid, created=now, queued=now, filename=name, kind=probed.kind,
                               input=f"input{probed.suffix}", frames_total=probed.frames, status="queued", **fields)
             store.add(session)
-            return session
         except BaseException:
-            temp.unlink(missing_ok=True)
-            if folder is not None and store.get(folder.name) is None:
-                shutil.rmtree(folder, ignore_errors=True)
+            shutil.rmtree(folder, ignore_errors=True)
             raise
+        return session
 
     async def session_page(request: Request) -> HTMLResponse:
         s = session_or_none(request)

@@ -34,10 +34,13 @@ function setupUpload(form) {
       message.textContent = `${file.name}: larger than the upload limit of ${form.dataset.maxUploadText}`;
       return;
     }
-    const data = new FormData(form);
-    data.set("file", file, file.name);
+    const query = new URLSearchParams({ filename: file.name });
+    for (const [key, value] of new FormData(form)) {
+      if (typeof value === "string") query.set(key, value);
+    }
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", "/upload");
+    xhr.open("POST", `/upload?${query}`);
+    xhr.setRequestHeader("Content-Type", "application/octet-stream");
     xhr.responseType = "json";
     xhr.upload.addEventListener("progress", (p) => { if (p.lengthComputable) bar.value = p.loaded / p.total; });
     xhr.addEventListener("load", () => {
@@ -52,7 +55,7 @@ function setupUpload(form) {
     });
     button.disabled = true; bar.hidden = false; bar.value = 0;
     message.textContent = "";
-    xhr.send(data);
+    xhr.send(file);
   });
 }
 
