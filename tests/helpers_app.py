@@ -11,6 +11,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ class Server:
     port: int
     data: Path
     url: str  #: as printed (with the token beyond loopback)
+    log: list[str]  #: everything else the server and its workers printed (drained, so the pipe never fills)
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
                 host: str | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -103,7 +105,8 @@ def start_server(data: Path, *args: str, host: str = "127.0.0.1", port: int | No
     if match is None:
         process.kill()
         raise AssertionError(f"server did not start: {line}{process.stdout.read()}")
-    server = Server(process, host, port, data, match.group(1))
+    server = Server(process, host, port, data, match.group(1), [])
+    threading.Thread(target=lambda: server.log.extend(process.stdout), daemon=True).start()
     for _ in range(200):
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):

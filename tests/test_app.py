@@ -127,9 +127,13 @@ def test_report_and_subject_pages(done_session: dict, server: Server) -> None:
 
 
 def test_photo_upload(server: Server, data_dir: Path) -> None:
-    status, answer = server.upload((data_dir / "MPII-sample.jpg").read_bytes(), "sample.jpg", {"subject": "Bo"})
+    attack = '<img src=x onerror="alert(1)">'
+    status, answer = server.upload((data_dir / "MPII-sample.jpg").read_bytes(), "sample.jpg",
+                                   {"subject": attack, "note": attack})
     assert status == 201, answer
     assert server.wait(answer["id"], 120)["status"] == "done"
+    page = server.request("GET", f"/sessions/{answer['id']}")[2].decode()
+    assert attack not in page and "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in page  # shown, never run
     code, headers, body = server.request("GET", f"/sessions/{answer['id']}/files/image")
     assert code == 200 and headers["content-type"] == "image/jpeg" and body[:3] == b"\xff\xd8\xff"
 
