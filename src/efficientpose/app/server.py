@@ -38,7 +38,8 @@ HERE = Path(__file__).parent
 STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
 #: Media types of the outputs a session may offer; anything else downloads as an attachment.
 MEDIA = {".json": "application/json", ".csv": "text/csv", ".mp4": "video/mp4", ".png": "image/png",
-         ".jpg": "image/jpeg", ".html": "text/html", ".trc": "text/plain", ".mot": "text/plain"}
+         ".jpg": "image/jpeg", ".gif": "image/gif", ".bmp": "image/bmp", ".webp": "image/webp", ".html": "text/html",
+         ".trc": "text/plain", ".mot": "text/plain"}
 #: Outputs shown inline (our own files only); everything else is served as an attachment.
 INLINE = {"video", "image", "report"}
 

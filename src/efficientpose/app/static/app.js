@@ -83,7 +83,7 @@ function setupJob(section) {
         const eta = job.eta_seconds != null && job.frames_done < job.frames_total ? `, about ${clock(job.eta_seconds)} left` : "";
         text.textContent = `(${job.phase || "starting"}${frames}${eta})`;
       } else if (job.status === "queued") {
-        text.textContent = "waiting for the jobs before it";
+        text.textContent = "(waiting for the jobs before it)";
       }
     } catch (e) {
       text.textContent = "(no answer from the server)";
