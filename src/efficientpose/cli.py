@@ -252,9 +252,22 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from efficientpose.app.server import Config, parse_size, serve
+    except ImportError as exc:
+        raise UsageError(f"the web app needs its extra: pip install \"efficientpose[app]\" ({exc})") from None
+    try:
+        limit = parse_size(args.max_upload)
+    except ValueError:
+        raise UsageError(f"--max-upload {args.max_upload!r}: give a size such as 2G, 500M or 100000") from None
+    serve(Config(data=args.data.expanduser(), host=args.host, port=args.port, max_upload=limit))
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "predict": cmd_predict, "models": cmd_models, "export": cmd_export, "evaluate": cmd_evaluate,
-    "compare": cmd_compare, "analyze": cmd_analyze,
+    "compare": cmd_compare, "analyze": cmd_analyze, "serve": cmd_serve,
 }
 
 
@@ -338,6 +351,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, default=Path("efficientpose-analysis"), help="output folder")
     p.add_argument("--threshold", type=float, default=0.3, help="keypoint score below which a frame is a gap")
     p.add_argument("--backend", default="auto")
+
+    p = sub.add_parser("serve", help="the local web app: upload videos, follow jobs, keep and compare sessions")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default loopback; any other address requires the printed access token)")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--data", type=Path, default=Path("~/.local/share/efficientpose"),
+                   help="folder for the sessions database and files")
+    p.add_argument("--max-upload", default="2G", help="largest upload accepted, e.g. 2G, 500M (default 2G)")
     return parser
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import queue
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -45,6 +45,7 @@ class PredictOptions:
     search: bool = False  #: photos: search for a small person where the whole-image pose is unsure
     threshold: float = 0.3
     progress: bool | None = None  #: None: show a bar only when stderr is a terminal
+    on_frame: Callable[[int], None] | None = None  #: called after each video frame with the frames done so far
 
     def output_paths(self, stem: str) -> tuple[Path | None, Path | None]:
         """(JSON, CSV) paths ``output/<stem>.json`` and ``.csv``, each None unless ``formats`` asks for it."""
@@ -137,6 +138,8 @@ def predict_video(path: Path, estimator: PoseEstimator, options: PredictOptions,
             if drawn is not None:
                 drawn.write(draw_pose(frame.image, pose, threshold=options.threshold))
             bar.update(1)
+            if options.on_frame is not None:
+                options.on_frame(writer.count)
     except BaseException:
         writer.abort()
         if drawn is not None:
