@@ -25,7 +25,7 @@ from efficientpose.errors import DatasetError, UsageError
 from efficientpose.metrics import normalized_distances
 from efficientpose.skeleton import KEYPOINTS, SKELETONS, remap
 from efficientpose.train.build import training_samples
-from efficientpose.train.config import TrainConfig
+from efficientpose.train.config import TrainConfig, load_config
 
 
 @pytest.fixture(scope="module")
@@ -180,3 +180,11 @@ def test_training_samples_merge_the_cache_into_both_training_sets(tmp_path: Path
     with_pelvis = [s.id for s in samples if s.annotated[pelvis]]
     assert with_pelvis == [s.id for s in lspet_samples + lsp_samples]
     assert samples[10000].id == "im0001"
+
+
+def test_the_recipe_config_is_valid() -> None:
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "rt-lsp.toml")
+    config.validate()
+    assert (config.dataset, config.extra_dataset, config.extra_split, config.val_split) == (
+        "lspet", "lsp", "train-a", "train-b")
+    assert config.teacher and config.ema and config.val_every == 1000 and config.ckpt_every == 250
