@@ -325,8 +325,9 @@ class Trainer:
     def describe(self) -> str:
         """One line: what is trained on what, for how long, from which weights."""
         c = self.config
+        data = c.dataset + (f" + {c.extra_dataset}" if c.extra_dataset else "") + (" + teacher" if c.teacher else "")
         return (f"{self.variant.title} ({len(self.keypoints.names)} keypoints, {len(self.keypoints.limbs)} limbs) on "
-                f"{c.dataset}: {len(self.dataset)} samples, {self.info.world_size} process(es) x batch {c.batch_size}, "
+                f"{data}: {len(self.dataset)} samples, {self.info.world_size} process(es) x batch {c.batch_size}, "
                 f"{self.steps_per_epoch} steps/epoch, {self.total_steps} steps from {self.progress.step}; "
                 f"init: {self.init_note}; device {self.device}; run folder {self.run_dir}")
 
