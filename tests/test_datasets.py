@@ -229,6 +229,15 @@ def test_lsp_train_split(data_dir: Path, lsp_raw: np.ndarray) -> None:
     np.testing.assert_allclose([s.norm_size for s in samples], torso)
 
 
+def test_lsp_train_halves_split_the_training_half(data_dir: Path) -> None:
+    train = read_lsp(data_dir / "lsp", "train")
+    a, b = read_lsp(data_dir / "lsp", "train-a"), read_lsp(data_dir / "lsp", "train-b")
+    assert [s.image.name for s in (a[0], a[-1], b[0], b[-1])] == ["im0001.jpg", "im0500.jpg", "im0501.jpg",
+                                                                  "im1000.jpg"]
+    assert [s.id for s in a + b] == [s.id for s in train]
+    np.testing.assert_array_equal(np.stack([s.joints for s in a + b]), np.stack([s.joints for s in train]))
+
+
 def test_lsp_missing_test_images_are_named(data_dir: Path, lsp_raw: np.ndarray) -> None:
     with pytest.raises(DatasetError) as info:
         read_lsp(data_dir / "lsp", "test")

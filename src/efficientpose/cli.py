@@ -275,7 +275,8 @@ def _add_eval_args(p: argparse.ArgumentParser, dataset_required: bool) -> None:
     p.add_argument("--dataset", choices=("mpii", "lsp", "lspet", "coco"), required=dataset_required,
                    default=None if dataset_required else "mpii")
     p.add_argument("--root", type=Path, required=dataset_required, help="dataset folder")
-    p.add_argument("--split", help="mpii: valid|train; lsp: train|test|all; lspet: all; coco: a JSON stem")
+    p.add_argument("--split", help="mpii: valid|train; lsp: test|train|train-a|train-b|all; lspet: all;"
+                   " coco: a JSON stem")
     p.add_argument("--limit", type=int, help="only the first N samples (quick checks)")
     p.add_argument("--available-only", action="store_true",
                    help="evaluate only the samples whose images exist (by default a missing image is an error)")

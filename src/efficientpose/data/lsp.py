@@ -19,8 +19,10 @@ from efficientpose.skeleton import LSP_KEYPOINTS
 #: Subtracted from MATLAB 1-based pixel coordinates (MPII, LSP, LSPET) to reach the package convention.
 MATLAB_OFFSET = 0.5
 
-#: LSP: im0001-im1000 train, im1001-im2000 test (Johnson & Everingham 2010).
-LSP_SPLITS: dict[str, range] = {"train": range(0, 1000), "test": range(1000, 2000), "all": range(0, 2000)}
+#: LSP: im0001-im1000 train, im1001-im2000 test (Johnson & Everingham 2010). The training half's two halves,
+#: train-a (im0001-im0500) and train-b (im0501-im1000), let one train and the other choose checkpoints.
+LSP_SPLITS: dict[str, range] = {"train": range(0, 1000), "test": range(1000, 2000), "all": range(0, 2000),
+                                "train-a": range(0, 500), "train-b": range(500, 1000)}
 #: LSP-extended is a training set; "all" is its only split.
 LSPET_SPLITS: dict[str, range] = {"all": range(0, 10000)}
 

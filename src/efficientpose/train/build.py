@@ -15,6 +15,7 @@ from efficientpose.codec.normalize import TF_MODE, TORCH_MODE
 from efficientpose.data.dataset import PoseDataset, default_limbs
 from efficientpose.data.registry import open_dataset
 from efficientpose.data.sample import Sample
+from efficientpose.data.teacher import merge_teacher, read_cache
 from efficientpose.errors import UsageError, WeightsError
 from efficientpose.models.efficientpose import EfficientPose
 from efficientpose.models.variants import Variant, get_variant
@@ -186,6 +187,21 @@ def load_samples(name: str, root: str, split: str | None, limit: int | None, tra
     split = split or (TRAIN_SPLITS.get(name) if train else None)
     samples = open_dataset(name, Path(root), split)
     return samples[:limit] if limit is not None else samples
+
+
+def training_samples(config: TrainConfig) -> list[Sample]:
+    """The training samples: the dataset, then the extra one if any, each merged with its teacher keypoints when
+    ``config.teacher`` names a cache (samples then become MPII-16); the first ``train_limit`` of them."""
+    samples: list[Sample] = []
+    for name, root, split in ((config.dataset, config.root, config.split),
+                              (config.extra_dataset, config.extra_root, config.extra_split)):
+        if name is None:
+            continue
+        part = load_samples(name, root, split, None, train=True)
+        if config.teacher:
+            part = merge_teacher(part, read_cache(Path(config.teacher), name), config.teacher_threshold)
+        samples += part
+    return samples[:config.train_limit] if config.train_limit is not None else samples
 
 
 def training_set(config: TrainConfig, samples: list[Sample], keypoints: KeypointSet, epochs: int) -> PoseDataset:

@@ -34,6 +34,11 @@ class TrainConfig:
     root: str | None = None
     split: str | None = None  #: None = the dataset's training split (lsp: train, mpii: train, others: default)
     train_limit: int | None = None  #: only the first N training samples (smoke runs, over-fit checks)
+    extra_dataset: str | None = None  #: a second training set, appended to the first (e.g. lsp beside lspet)
+    extra_root: str | None = None
+    extra_split: str | None = None  #: None = that dataset's training split
+    teacher: str | None = None  #: teacher cache folder (``python -m efficientpose.data.teacher``); None = labels only
+    teacher_threshold: float = 0.5  #: a teacher keypoint fills an unlabelled joint when its score is at least this
     val_dataset: str | None = None
     val_root: str | None = None
     val_split: str | None = None
@@ -95,6 +100,8 @@ class TrainConfig:
             raise UsageError("training needs --dataset NAME and --root DIR")
         if (self.val_dataset is None) != (self.val_root is None):
             raise UsageError("give both --val-dataset and --val-root, or neither")
+        if (self.extra_dataset is None) != (self.extra_root is None):
+            raise UsageError("give both extra_dataset and extra_root, or neither")
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "val_batch_size": self.val_batch_size,
                     "log_every": self.log_every}
         for name, value in positive.items():

@@ -34,6 +34,7 @@ from efficientpose.train.build import (
     load_samples,
     new_model,
     resolve_keypoints,
+    training_samples,
     training_set,
 )
 from efficientpose.train.checkpoints import (
@@ -114,9 +115,9 @@ def _seed_everything(seed: int) -> None:
 def _resolved(config: TrainConfig, run_dir: Path) -> TrainConfig:
     """The config as saved in the run folder: absolute paths (so --resume works from any folder), no resume."""
     paths = {}
-    for name in ("root", "val_root", "init", "keypoints"):
+    for name in ("root", "val_root", "extra_root", "teacher", "init", "keypoints"):
         value = getattr(config, name)
-        if value is not None and (name.endswith("root") or Path(value).is_file()):
+        if value is not None and (name.endswith("root") or name == "teacher" or Path(value).is_file()):
             paths[name] = str(Path(value).resolve())
     return replace(config, output=str(run_dir.resolve()), resume=None, **paths)
 
@@ -141,7 +142,7 @@ class Trainer:
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.model.to(device, memory_format=self.memory_format)
 
-        samples = load_samples(config.dataset, config.root, config.split, config.train_limit, train=True)
+        samples = training_samples(config)
         self.val_samples = []
         if config.val_dataset and info.is_main:
             self.val_samples = load_samples(config.val_dataset, config.val_root, config.val_split,
@@ -324,8 +325,9 @@ class Trainer:
     def describe(self) -> str:
         """One line: what is trained on what, for how long, from which weights."""
         c = self.config
+        data = c.dataset + (f" + {c.extra_dataset}" if c.extra_dataset else "") + (" + teacher" if c.teacher else "")
         return (f"{self.variant.title} ({len(self.keypoints.names)} keypoints, {len(self.keypoints.limbs)} limbs) on "
-                f"{c.dataset}: {len(self.dataset)} samples, {self.info.world_size} process(es) x batch {c.batch_size}, "
+                f"{data}: {len(self.dataset)} samples, {self.info.world_size} process(es) x batch {c.batch_size}, "
                 f"{self.steps_per_epoch} steps/epoch, {self.total_steps} steps from {self.progress.step}; "
                 f"init: {self.init_note}; device {self.device}; run folder {self.run_dir}")
 
