@@ -20,14 +20,16 @@ import cv2
 import numpy as np
 
 from efficientpose.analysis.angles import ANGLE_NAMES, PAIRS, Flag
-from efficientpose.errors import InputError
+from efficientpose.draw import draw_pose
 from efficientpose.io import atomic_write_bytes
-from efficientpose.skeleton import KEYPOINTS, MPII_LIMBS
+from efficientpose.pose import Pose
+from efficientpose.skeleton import KEYPOINTS
+from efficientpose.video import VideoReader
 
 if TYPE_CHECKING:
     from efficientpose.analysis import Analysis
 
-#: Draws a skeleton: (BGR image, (K, 3) keypoints, (K,) valid mask) -> BGR image.
+#: Draws a skeleton: (RGB image, (K, 3) keypoints, (K,) valid mask) -> RGB image.
 Drawer = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 #: One plot per joint (left and right on one axis) and one for the two inclinations.
@@ -62,15 +64,20 @@ def plot_png(
     series: dict[str, np.ndarray],
     flags: dict[str, np.ndarray],
     repetitions: Iterable[dict] = (),
+    raw: dict[str, np.ndarray] | None = None,
 ) -> bytes:
-    """One angle-over-time plot as PNG bytes: the given series on one axis, gaps as breaks with a rug, reps shaded."""
+    """One angle-over-time plot as PNG bytes: the given (filtered) series on one axis, each with its ``raw``
+    values as a thin line, gaps as breaks with a rug, repetitions shaded."""
     from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend and figures alone
 
     fig = Figure(figsize=(8, 3.2), dpi=100)
     ax = fig.add_subplot()
     for name, values in series.items():
         colour = _COLOURS.get(name.split("_")[0])
-        ax.plot(times, values, label=name.replace("_", " "), color=colour, linewidth=1.8, marker=".", markersize=3)
+        ax.plot(times, values, label=name.replace("_", " "), color=colour, linewidth=1.8)
+        if raw is not None and name in raw:
+            ax.plot(times, raw[name], color=colour, linewidth=0.8, alpha=0.6, linestyle=":", marker=".",
+                    markersize=2, label=f"{name.replace('_', ' ')} (raw)")
     for i, rep in enumerate(repetitions):
         ax.axvspan(rep["start_time"], rep["end_time"], color="0.85", zorder=0, label="repetition" if i == 0 else None)
         ax.axvline(rep["peak_time"], color="0.4", linestyle="--", linewidth=0.8)
@@ -94,47 +101,26 @@ def plot_png(
 
 
 def read_frames(video: str | os.PathLike, indices: Iterable[int]) -> dict[int, np.ndarray]:
-    """BGR frames of ``video`` at the given 0-based indices, read in order (seeking is unreliable in some codecs)."""
-    wanted = sorted(set(int(i) for i in indices))
-    cap = cv2.VideoCapture(str(video))
-    if not cap.isOpened():
-        raise InputError(f"{video}: cannot open video")
+    """RGB frames of ``video`` at the given 0-based indices, decoded in order by the package's VideoReader."""
+    wanted = set(int(i) for i in indices)
     frames: dict[int, np.ndarray] = {}
-    try:
-        i = 0
-        for target in wanted:
-            while i < target and cap.grab():
-                i += 1
-            ok, image = cap.read() if i == target else (False, None)
-            if not ok:
+    if not wanted:
+        return frames
+    last = max(wanted)
+    with VideoReader(video) as reader:
+        for frame in reader:
+            if frame.index in wanted:
+                frames[frame.index] = frame.image
+            if frame.index >= last:
                 break
-            frames[target] = image
-            i += 1
-    finally:
-        cap.release()
     return frames
 
 
-def draw_skeleton(image: np.ndarray, keypoints: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """A simple skeleton (MPII limbs, person's left in blue, right in orange) on a copy of ``image``."""
-    out = image.copy()
-    scale = max(1, round(max(out.shape[:2]) / 400))
-    pts = np.asarray(keypoints, dtype=np.float64)[:, :2]
-    for a, b in MPII_LIMBS:
-        if valid[a] and valid[b]:
-            colour = _bgr(KEYPOINTS[b])
-            cv2.line(out, _px(pts[a]), _px(pts[b]), colour, 2 * scale, cv2.LINE_AA)
-    for i in np.flatnonzero(valid):
-        cv2.circle(out, _px(pts[i]), 3 * scale, _bgr(KEYPOINTS[i]), -1, cv2.LINE_AA)
-    return out
-
-
-def _bgr(name: str) -> tuple[int, int, int]:
-    if name.startswith("left_"):
-        return (200, 120, 30)
-    if name.startswith("right_"):
-        return (30, 140, 255)
-    return (60, 200, 60)
+def draw_skeleton(image_rgb: np.ndarray, keypoints: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The package's pose drawing (:func:`efficientpose.draw.draw_pose`) of the available keypoints."""
+    kp = np.where(np.asarray(valid)[:, None], np.asarray(keypoints, dtype=np.float64), np.nan)
+    kp[:, 2] = np.where(valid, 1.0, np.nan)
+    return draw_pose(image_rgb, Pose(kp), threshold=0.5)
 
 
 def _px(p: np.ndarray) -> tuple[int, int]:
@@ -150,8 +136,9 @@ def keyframe_jpeg(
     drawer: Drawer = draw_skeleton,
     max_height: int = 480,
 ) -> bytes:
-    """An annotated key frame as JPEG: skeleton plus angle labels beside their joints, on the video frame or white."""
-    canvas = image if image is not None else np.full((size[1], size[0], 3), 255, dtype=np.uint8)
+    """An annotated key frame as JPEG: skeleton plus angle labels beside their joints, on the RGB video frame or
+    white."""
+    canvas = image if image is not None else np.full((size[1], size[0], 3), 255, dtype=np.uint8)  # RGB
     out = drawer(canvas, keypoints, valid)
     f = min(1.0, max_height / out.shape[0])
     if f < 1.0:
@@ -168,7 +155,7 @@ def keyframe_jpeg(
         x = x - 8 - w if valid[mate] and mate != i and xy[i, 0] < xy[mate, 0] else x + 8
         cv2.rectangle(out, (x - 2, y - h - 2), (x + w + 2, y + base), (255, 255, 255), -1)
         cv2.putText(out, text, (x, y), font, size_, (0, 0, 0), thick, cv2.LINE_AA)
-    ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(out, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
     if not ok:
         raise RuntimeError("JPEG encoding of a key frame failed")
     return buf.tobytes()
@@ -205,7 +192,10 @@ def html_report(summary: dict, plots: dict[str, bytes], keyframes: list[tuple[st
         f"{_fmt(s['duration'])} s at {_fmt(s.get('fps'))} fps, model {e(str(s.get('model') or '?'))}.</p>",
         f"<p><b>Repetitions</b> ({e(reps['signal'].replace('_', ' '))}): {reps['count']} "
         f"({reps['complete']} complete).</p>",
-        f"<p><b>Missing data</b>: keypoints scored below {s['score_threshold']:g} are gaps, never filled in. "
+        _activity_html(s),
+        _filters_html(s),
+        f"<p><b>Missing data</b>: keypoints scored below {s['score_threshold']:g} are gaps; only gaps up to "
+        f"{s.get('filters', {}).get('max_gap_s') or 0:g} s are filled. "
         f"{miss['frames_with_missing_angles']} of {miss['frames']} frames "
         f"({100 * miss['fraction_frames_with_missing_angles']:.1f}%) miss at least one angle.</p>",
         "<h2>Range of motion</h2><table><tr><th>angle</th><th>min (frame)</th><th>max (frame)</th><th>mean</th>"
@@ -221,24 +211,28 @@ def html_report(summary: dict, plots: dict[str, bytes], keyframes: list[tuple[st
             f"<td>{m['undefined']}</td></tr>"
         )
     parts.append("</table><h2>Left/right symmetry</h2><table><tr><th>joint</th><th>left range</th>"
-                 "<th>right range</th><th>symmetry index (%)</th><th>mean |L&minus;R|</th></tr>")
+                 "<th>right range</th><th>symmetry index (%)</th><th>mean |L&minus;R|</th><th>note</th></tr>")
     for joint, sym in s["symmetry"].items():
         parts.append(
             f"<tr><td>{e(joint.replace('_', ' '))}</td><td>{_fmt(sym['left_range'])}</td>"
             f"<td>{_fmt(sym['right_range'])}</td><td>{_fmt(sym['symmetry_index'])}</td>"
-            f"<td>{_fmt(sym['mean_abs_difference'])}</td></tr>"
+            f"<td>{_fmt(sym['mean_abs_difference'])}</td><td>{e(sym.get('note') or '')}</td></tr>"
         )
     parts.append('</table><p class="note">Symmetry index = 100 &times; (L &minus; R) / mean(L, R) on the ranges; '
                  "positive = left moves more.</p>")
     if reps["items"]:
         parts.append("<h2>Repetitions</h2><table><tr><th>#</th><th>start frame</th><th>peak frame</th>"
                      "<th>end frame</th><th>peak (deg)</th><th>range (deg)</th><th>duration (s)</th>"
-                     "<th>complete</th></tr>")
+                     "<th>left range</th><th>right range</th><th>L/R ratio</th><th>complete</th></tr>")
         for r in reps["items"]:
+            ratio = _fmt(r.get("left_right_ratio"), 2) if r.get("left_right_ratio") is not None else \
+                e(r.get("left_right_note") or "–")
             parts.append(
                 f"<tr><td>{r['index']}</td><td>{r['start_frame']}</td><td>{r['peak_frame']}</td>"
                 f"<td>{r['end_frame']}</td><td>{_fmt(r['peak_value'])}</td><td>{_fmt(r['range'])}</td>"
-                f"<td>{_fmt(r['duration'], 2)}</td><td>{'yes' if r['complete'] else 'no (cut off)'}</td></tr>"
+                f"<td>{_fmt(r['duration'], 2)}</td><td>{_fmt(r.get('left_range'))}</td>"
+                f"<td>{_fmt(r.get('right_range'))}</td><td>{ratio}</td>"
+                f"<td>{'yes' if r['complete'] else 'no (cut off)'}</td></tr>"
             )
         parts.append("</table>")
     parts.append('<h2>Angles over time</h2><div class="plots">')
@@ -255,6 +249,37 @@ def html_report(summary: dict, plots: dict[str, bytes], keyframes: list[tuple[st
                  "when the limb is straight or hanging along the trunk; inclinations are signed, positive = "
                  "leaning toward the image's right. See docs/analysis.md.</p></body></html>")
     return "\n".join(parts)
+
+
+def _activity_html(s: dict) -> str:
+    """How the repetition signal was chosen."""
+    act = s.get("activity")
+    if not act:
+        return ""
+    how = ("chosen automatically: the largest clearly periodic range" if act["requested"] == "auto"
+           else f"the {act['requested']} preset")
+    return (f"<p><b>Activity</b>: {html.escape(act['requested'])}; repetitions counted on "
+            f"{html.escape(act['signal'].replace('_', ' '))} ({how}; {act['direction']}s of at least "
+            f"{act['min_amplitude']:g} deg).</p>")
+
+
+def _filters_html(s: dict) -> str:
+    """The cleaning applied, with every parameter."""
+    f = s.get("filters")
+    if not f:
+        return ""
+    hampel = (f"Hampel outlier rejection (window {f['hampel_window_s']:g} s = &plusmn;{f['hampel_half_window_frames']}"
+              f" frames, {f['hampel_sigmas']:g} robust SD)" if f.get("hampel_window_s") else "no outlier rejection")
+    low = (f"zero-lag Butterworth low-pass, order {f['order']}, {f['cutoff_hz_used']:g} Hz"
+           + (f" (asked {f['cutoff_hz']:g} Hz, capped at {f['max_cutoff_fraction']:g} &times; Nyquist)"
+              if f["cutoff_hz_used"] < f["cutoff_hz"] else "") if f.get("cutoff_hz") else "no low-pass")
+    gaps = (f"gaps up to {f['max_gap_s']:g} s ({f['max_gap_frames']} frame(s)) filled linearly, longer gaps kept"
+            if f.get("max_gap_s") is not None else "no gap filling")
+    rate = (f"variable frame rate, resampled to a uniform {f['sampling_rate_hz']:.2f} Hz grid for filtering"
+            if f["variable_frame_rate"] else f"constant frame rate {f['sampling_rate_hz']:.2f} Hz")
+    return (f"<p><b>Signal cleaning</b> (every keypoint's x and y, in order): {hampel}; {gaps}; {rate}; "
+            f"{low}. Smoothing before the analysis: {html.escape(str(f['input_smoothing']))}. Plots show raw "
+            "(dotted) and filtered (solid) angles.</p>")
 
 
 #: The keypoint an angle's label is drawn beside.
@@ -321,7 +346,7 @@ def write_outputs(
     plots: dict[str, bytes] = {}
     for plot, names in PLOTS.items():
         series = {n: analysis.angles[n] for n in names}
-        png = plot_png(plot.replace("_", " "), analysis.times, series, analysis.flags, reps)
+        png = plot_png(plot.replace("_", " "), analysis.times, series, analysis.flags, reps, analysis.raw_angles)
         plots[plot] = png
         written[f"plot_{plot}"] = atomic_write_bytes(out / f"{plot}.png", png)
     picks = select_keyframes(analysis)

@@ -92,7 +92,12 @@ def count_repetitions(
     window = int(round(smooth_s / dt)) | 1
     s = sign * _smooth(_fill_gaps(raw), window)
     prominence = max(min_prominence * _robust_range(raw), min_amplitude)
-    peaks, _ = find_peaks(s, prominence=prominence, distance=max(1, int(round(min_distance_s / dt))))
+    # The clip's ends count as the signal's low level, so a repetition cut off by the start or end still
+    # stands out by its real excursion (and is then reported incomplete).
+    low = float(np.percentile(s, 5))
+    peaks, _ = find_peaks(np.concatenate([[low], s, [low]]), prominence=prominence,
+                          distance=max(1, int(round(min_distance_s / dt))))
+    peaks = peaks - 1
 
     reps = []
     for k, p in enumerate(peaks):

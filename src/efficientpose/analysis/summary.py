@@ -38,11 +38,16 @@ def range_of_motion(
     return out
 
 
-def symmetry(left: np.ndarray, right: np.ndarray) -> dict:
+#: Both sides must move at least this much (degrees) for a symmetry index or a left/right ratio to mean anything.
+SYMMETRY_MIN_RANGE = 15.0
+
+
+def symmetry(left: np.ndarray, right: np.ndarray, min_range: float = SYMMETRY_MIN_RANGE) -> dict:
     """Left/right comparison of one joint: ranges, symmetry index and mean absolute difference.
 
     Symmetry index (Robinson et al. 1987) on the ranges of motion: 100 x (L - R) / ((L + R) / 2) percent;
-    0 = symmetric, positive = the left side moves more. None when undefined (no data, or both ranges zero).
+    0 = symmetric, positive = the left side moves more. None, with the reason in ``note``, when a side has
+    no data or moves less than ``min_range`` degrees (the index of two tiny ranges is noise).
     """
     left, right = np.asarray(left, dtype=np.float64), np.asarray(right, dtype=np.float64)
 
@@ -52,13 +57,18 @@ def symmetry(left: np.ndarray, right: np.ndarray) -> dict:
 
     lr, rr = rng(left), rng(right)
     both = np.isfinite(left) & np.isfinite(right)
-    index = None
-    if lr is not None and rr is not None and lr + rr > 0:
+    index, note = None, None
+    if lr is None or rr is None:
+        note = "a side is not measured"
+    elif min(lr, rr) < min_range:
+        note = f"not both sides move (left {lr:.1f} deg, right {rr:.1f} deg; needs {min_range:g} deg each)"
+    else:
         index = 100.0 * (lr - rr) / ((lr + rr) / 2)
     return {
         "left_range": lr,
         "right_range": rr,
         "symmetry_index": index,
+        "note": note,
         "mean_abs_difference": float(np.abs(left[both] - right[both]).mean()) if both.any() else None,
         "frames_compared": int(both.sum()),
     }
