@@ -247,9 +247,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     )
     result = analyze(predictions, args.output, video=video, score_threshold=args.threshold, filters=filters,
                      activity=args.activity, rep_signal_name=args.rep_signal)
-    reps = result.summary.get("repetitions", {})
-    print(f"{reps.get('count', 0)} repetitions ({reps.get('complete', 0)} complete) of "
-          f"{reps.get('signal', 'the main angle').replace('_', ' ')}; report: {args.output / 'report.html'}")
+    reps, gait = result.summary.get("repetitions", {}), result.summary.get("gait")
+    if gait:
+        cadence = gait["cadence_steps_per_min"]
+        print(f"gait: {gait['steps']} heel strikes in {len(gait['passes'])} straight pass(es), cadence "
+              f"{'unknown' if cadence is None else f'{cadence:.1f} steps/min'}; report: {args.output / 'report.html'}")
+    else:
+        print(f"{reps.get('count', 0)} repetitions ({reps.get('complete', 0)} complete) of "
+              f"{reps.get('signal', 'the main angle').replace('_', ' ')}; report: {args.output / 'report.html'}")
     return 0
 
 

@@ -23,9 +23,11 @@ from efficientpose.analysis.angles import (
     keypoint_validity,
 )
 from efficientpose.analysis.filters import DEFAULT_FILTERS, FilterParams, clean, sampling
+from efficientpose.analysis.gait import analyse_gait
 from efficientpose.analysis.report import Drawer, write_outputs
 from efficientpose.analysis.reps import count_repetitions, rep_signal
 from efficientpose.analysis.summary import build_summary
+from efficientpose.analysis.swaps import repair_swaps
 from efficientpose.errors import InputError
 from efficientpose.outputs import VideoPredictions, read_video_predictions, video_predictions_from_json
 from efficientpose.skeleton import KEYPOINTS
@@ -61,6 +63,7 @@ class Analysis:
     raw_keypoints: np.ndarray | None = None  #: (T, 16, 3) as predicted
     raw_angles: dict[str, np.ndarray] = field(default_factory=dict)  #: degrees from the raw keypoints
     filled: np.ndarray | None = None  #: (T, 16) keypoint interpolated across a short gap
+    swapped: dict[str, np.ndarray] = field(default_factory=dict)  #: pair ("knee", ...) -> (T,) labels repaired
     outliers: np.ndarray | None = None  #: (T, 16) keypoint rejected by the Hampel filter
     outputs: dict[str, Path] = field(default_factory=dict)
 
@@ -153,12 +156,14 @@ def compute(
     filters: FilterParams = DEFAULT_FILTERS,
     activity: str = "auto",
     rep_signal_name: str | None = None,
+    repair: bool = True,
     **rep_options: float | str,
 ) -> Analysis:
     """Analyse predictions (file, dict or :class:`VideoPredictions`) without writing anything.
 
     ``activity`` picks the repetition signal and thresholds (:data:`PRESETS`; ``auto``: the largest clearly
-    periodic angle); ``rep_signal_name`` and ``rep_options`` (of :func:`count_repetitions`) override them.
+    periodic angle, or gait when the person walks); ``rep_signal_name`` and ``rep_options`` (of
+    :func:`count_repetitions`) override them. ``repair`` undoes left/right swaps (:mod:`swaps`).
     """
     if activity not in ACTIVITIES:
         raise ValueError(f"unknown activity {activity!r}: use one of {', '.join(ACTIVITIES)}")
@@ -176,15 +181,26 @@ def compute(
         raise InputError(f"{source}: frame times are not strictly increasing")
     raw = mpii_keypoints(data, source)
     raw_valid = keypoint_validity(raw, score_threshold)
-    kps, available, filled, outliers = clean_keypoints(raw, raw_valid, times, filters)
+    scale = trunk_length(raw, raw_valid)
+    unswapped, unswapped_valid, swapped = repair_swaps(raw, raw_valid, scale) if repair else (
+        raw, raw_valid, {})
+    kps, available, filled, outliers = clean_keypoints(unswapped, unswapped_valid, times, filters)
     angles, flags = _angles_of(kps, available)
     raw_angles, _ = compute_angles(raw, score_threshold)
     velocities = {a.name: angular_velocity(angles[a.name], times, periodic=a.signed) for a in ANGLES}
 
-    preset, choice = _preset(activity, angles, times, rep_signal_name, _whole_body(kps, available, times))
-    signal, signal_name = rep_signal(angles, preset.signal)
-    reps = count_repetitions(signal, times, frames, **(preset.rep_options() | rep_options))
-    _add_side_ratios(reps, signal_name, angles, frames, preset.direction)
+    walking = activity == "gait"
+    gait = analyse_gait(kps, available, times, frames, angles, filters) if activity in ("gait", "auto") else None
+    if gait is not None and activity == "auto" and rep_signal_name is None:
+        walking = _looks_like_walking(gait, times)
+    if walking and rep_signal_name is None:  # steps are not repetitions: they are in the gait object
+        preset, choice = Preset("knee_flexion"), {}
+        signal, signal_name, reps = rep_signal(angles, "knee_flexion")[0], "gait", []
+    else:
+        preset, choice = _preset(activity, angles, times, rep_signal_name, _whole_body(kps, available, times))
+        signal, signal_name = rep_signal(angles, preset.signal)
+        reps = count_repetitions(signal, times, frames, **(preset.rep_options() | rep_options))
+        _add_side_ratios(reps, signal_name, angles, frames, preset.direction)
     summary = build_summary(
         meta={"file": data.file, "model": data.model, "width": data.width, "height": data.height, "fps": data.fps},
         times=times, frames=frames, angles=angles, velocities=velocities, flags=flags,
@@ -196,8 +212,14 @@ def compute(
     summary["filters"] = {**filters.to_dict(), **sampling(times, filters), "input_smoothing": input_smoothing(data)}
     summary["missing"]["keypoints_filled"] = {n: float(filled[:, k].mean()) for k, n in enumerate(KEYPOINTS)}
     summary["missing"]["keypoints_outliers"] = {n: float(outliers[:, k].mean()) for k, n in enumerate(KEYPOINTS)}
+    summary["swaps"] = {"repaired": repair,
+                        "frames": {pair: [int(f) for f in frames[mask]] for pair, mask in swapped.items()},
+                        "method": "Viterbi over each left/right pair: acceleration and segment-length consistency"}
+    summary["gait"] = gait if walking else None
+    if walking and not reps:
+        summary["repetitions"]["note"] = "walking: steps and strides are in 'gait', not counted as repetitions"
     return Analysis(frames, times, kps, available, angles, flags, velocities, signal, reps, summary,
-                    raw_keypoints=raw, raw_angles=raw_angles, filled=filled, outliers=outliers)
+                    raw_keypoints=raw, raw_angles=raw_angles, filled=filled, outliers=outliers, swapped=swapped)
 
 
 def trunk_length(keypoints: np.ndarray, available: np.ndarray) -> float:
@@ -206,6 +228,13 @@ def trunk_length(keypoints: np.ndarray, available: np.ndarray) -> float:
     both = available[:, p] & available[:, t]
     trunk = np.hypot(*(keypoints[both, t, :2] - keypoints[both, p, :2]).T)
     return float(np.median(trunk)) if trunk.size else 0.0
+
+
+def _looks_like_walking(gait: dict, times: np.ndarray) -> bool:
+    """Walking (for ``auto``): straight passes cover at least half the clip with at least four heel strikes."""
+    covered = sum(p["duration"] for p in gait["passes"])
+    duration = float(times[-1] - times[0]) if times.size > 1 else 0.0
+    return duration > 0 and covered >= 0.5 * duration and gait["steps"] >= 4
 
 
 def _whole_body(keypoints: np.ndarray, available: np.ndarray, times: np.ndarray) -> bool:

@@ -100,6 +100,31 @@ def plot_png(
     return buf.getvalue()
 
 
+def cycle_plot_png(title: str, percent: list[float], curves: dict[str, dict], ylabel: str = "angle (deg)") -> bytes:
+    """Cycle-normalised curves as PNG bytes: each side's mean as a line with a mean +- SD band."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.2), dpi=100)
+    ax = fig.add_subplot()
+    x = np.asarray(percent, dtype=np.float64)
+    for side, curve in curves.items():
+        if curve.get("mean") is None:
+            continue
+        mean, sd = np.asarray(curve["mean"]), np.asarray(curve["sd"])
+        colour = _COLOURS.get(side)
+        ax.plot(x, mean, color=colour, linewidth=1.8, label=f"{side} (n={curve.get('cycles', '?')})")
+        ax.fill_between(x, mean - sd, mean + sd, color=colour, alpha=0.2, linewidth=0)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("% of cycle")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    return buf.getvalue()
+
+
 def read_frames(video: str | os.PathLike, indices: Iterable[int]) -> dict[int, np.ndarray]:
     """RGB frames of ``video`` at the given 0-based indices, decoded in order by the package's VideoReader."""
     wanted = set(int(i) for i in indices)
@@ -190,6 +215,7 @@ def html_report(summary: dict, plots: dict[str, bytes], keyframes: list[tuple[st
         f"<title>Movement analysis: {e(str(s.get('file') or ''))}</title><style>{_CSS}</style></head><body>",
         f"<h1>Movement analysis</h1><p><b>{e(str(s.get('file') or 'unnamed clip'))}</b>: {s['frames']} frames, "
         f"{_fmt(s['duration'])} s at {_fmt(s.get('fps'))} fps, model {e(str(s.get('model') or '?'))}.</p>",
+        f"<p><b>Repetitions</b>: {e(reps['note'])}.</p>" if reps.get("note") else
         f"<p><b>Repetitions</b> ({e(reps['signal'].replace('_', ' '))}): {reps['count']} "
         f"({reps['complete']} complete).</p>",
         _activity_html(s),
@@ -235,6 +261,7 @@ def html_report(summary: dict, plots: dict[str, bytes], keyframes: list[tuple[st
                 f"<td>{'yes' if r['complete'] else 'no (cut off)'}</td></tr>"
             )
         parts.append("</table>")
+    parts.append(_gait_html(s))
     parts.append('<h2>Angles over time</h2><div class="plots">')
     for title, png in plots.items():
         parts.append(f'<img src="{_data_uri("image/png", png)}" alt="{e(title)} over time">')
@@ -282,6 +309,44 @@ def _filters_html(s: dict) -> str:
             "(dotted) and filtered (solid) angles.</p>")
 
 
+def _pm(stat: dict, digits: int = 2) -> str:
+    return "–" if stat.get("mean") is None else f"{stat['mean']:.{digits}f} &plusmn; {stat['sd']:.{digits}f}"
+
+
+def _gait_html(s: dict) -> str:
+    """Cadence, passes, per-side temporal parameters and the stride table."""
+    g = s.get("gait")
+    if not g:
+        return ""
+    e = html.escape
+    cad = _fmt(g["cadence_steps_per_min"])
+    parts = [f"<h2>Gait</h2><p><b>Cadence</b> {cad} steps/min from {g['steps']} heel strikes in "
+             f"{len(g['passes'])} straight pass(es); {g['turning_frames']} frames turning, standing or unseen are "
+             f"left out. {e(g['method'])}.</p>",
+             "<table><tr><th>pass</th><th>frames</th><th>direction</th><th>duration (s)</th><th>heel strikes</th>"
+             "<th>cadence (steps/min)</th></tr>"]
+    for p in g["passes"]:
+        parts.append(f"<tr><td>{p['index'] + 1}</td><td>{p['start_frame']}&ndash;{p['end_frame']}</td>"
+                     f"<td>{e(p['direction'])}</td><td>{_fmt(p['duration'], 2)}</td><td>{p['heel_strikes']}</td>"
+                     f"<td>{_fmt(p['cadence_steps_per_min'])}</td></tr>")
+    parts.append("</table><table><tr><th>per side (mean &plusmn; SD)</th><th>left</th><th>right</th></tr>")
+    for key, label, digits in (("step_time", "step time (s)", 2), ("stride_time", "stride time (s)", 2),
+                               ("stance_percent", "stance (% of stride)", 1), ("swing_percent", "swing (%)", 1),
+                               ("double_support_percent", "double support (%)", 1)):
+        parts.append(f"<tr><td>{label}</td><td>{_pm(g['left'][key], digits)}</td>"
+                     f"<td>{_pm(g['right'][key], digits)}</td></tr>")
+    parts.append(f"</table><p>Step-time symmetry index: {_fmt(g['step_time_symmetry_index'])} %.</p>")
+    parts.append("<table><tr><th>stride</th><th>side</th><th>heel strike frame</th><th>step (s)</th>"
+                 "<th>stride (s)</th><th>stance (s)</th><th>swing (s)</th><th>double support (s)</th></tr>")
+    for i, st in enumerate(g["strides"], 1):
+        parts.append(f"<tr><td>{i}</td><td>{st['side']}</td><td>{st['start_frame']}</td>"
+                     f"<td>{_fmt(st['step_time'], 2)}</td><td>{_fmt(st['stride_time'], 2)}</td>"
+                     f"<td>{_fmt(st['stance_time'], 2)}</td><td>{_fmt(st['swing_time'], 2)}</td>"
+                     f"<td>{_fmt(st['double_support_time'], 2)}</td></tr>")
+    parts.append("</table>")
+    return "\n".join(parts)
+
+
 #: The keypoint an angle's label is drawn beside.
 _VERTEX = {
     "elbow_flexion": "elbow", "shoulder_elevation": "shoulder", "hip_flexion": "hip", "knee_flexion": "knee",
@@ -315,6 +380,10 @@ def select_keyframes(analysis: Analysis, limit: int = 6) -> list[tuple[int, str]
     index_of = {int(f): i for i, f in enumerate(analysis.frames)}
     for rep in analysis.repetitions:
         picks.append((index_of[rep["peak_frame"]], f"repetition {rep['index']} at its peak"))
+    gait = analysis.summary.get("gait")
+    if gait:
+        picks = [(index_of[ev["frame"]], f"{ev['side']} heel strike") for ev in gait["events"]
+                 if ev["kind"] == "heel_strike"][:limit] or picks
     seen: dict[int, str] = {}
     for i, caption in picks:
         seen[i] = f"{seen[i]}; {caption}" if i in seen else caption
@@ -349,6 +418,13 @@ def write_outputs(
         png = plot_png(plot.replace("_", " "), analysis.times, series, analysis.flags, reps, analysis.raw_angles)
         plots[plot] = png
         written[f"plot_{plot}"] = atomic_write_bytes(out / f"{plot}.png", png)
+    gait = analysis.summary.get("gait")
+    if gait:
+        for joint in ("hip_flexion", "knee_flexion"):
+            png = cycle_plot_png(f"{joint.replace('_', ' ')} over the gait cycle (heel strike to heel strike)",
+                                 gait["curves"]["percent"], gait["curves"][joint])
+            plots[f"gait_{joint}"] = png
+            written[f"plot_gait_{joint}"] = atomic_write_bytes(out / f"gait_{joint}.png", png)
     picks = select_keyframes(analysis)
     images = read_frames(video, [analysis.frames[i] for i, _ in picks]) if video is not None and picks else {}
     size = _canvas_size(analysis)
