@@ -245,8 +245,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         hampel_window_s=args.hampel_window or None, hampel_sigmas=args.hampel_sigmas,
         max_gap_s=None if args.max_gap < 0 else args.max_gap, cutoff_hz=args.cutoff or None, order=args.filter_order,
     )
+    if args.height is not None and args.calibrate is not None:
+        raise UsageError("give --height or --calibrate, not both")
+    from efficientpose.analysis.units import parse_calibration
+
+    calibration = parse_calibration(args.calibrate) if args.calibrate is not None else None
     result = analyze(predictions, args.output, video=video, score_threshold=args.threshold, filters=filters,
-                     activity=args.activity, rep_signal_name=args.rep_signal)
+                     activity=args.activity, rep_signal_name=args.rep_signal, height_m=args.height,
+                     calibration=calibration)
     reps, gait = result.summary.get("repetitions", {}), result.summary.get("gait")
     if gait:
         cadence = gait["cadence_steps_per_min"]
@@ -358,6 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Butterworth low-pass cut-off in Hz, capped at 0.8 x Nyquist (0: off)")
     p.add_argument("--filter-order", type=int, default=4, help="overall order of the zero-lag Butterworth filter")
     p.add_argument("--no-filter", action="store_true", help="analyse the keypoints as predicted, with no cleaning")
+    p.add_argument("--height", type=float, metavar="METRES", help="the subject's height: lengths in metres")
+    p.add_argument("--calibrate", metavar="X1,Y1,X2,Y2=METRES",
+                   help="two image points (pixels) a known distance apart: lengths in metres")
     return parser
 
 

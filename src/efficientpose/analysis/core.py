@@ -28,6 +28,7 @@ from efficientpose.analysis.report import Drawer, write_outputs
 from efficientpose.analysis.reps import count_repetitions, rep_signal
 from efficientpose.analysis.summary import build_summary
 from efficientpose.analysis.swaps import repair_swaps
+from efficientpose.analysis.units import displacement, scale_from_calibration, scale_from_height
 from efficientpose.errors import InputError
 from efficientpose.outputs import VideoPredictions, read_video_predictions, video_predictions_from_json
 from efficientpose.skeleton import KEYPOINTS
@@ -157,13 +158,16 @@ def compute(
     activity: str = "auto",
     rep_signal_name: str | None = None,
     repair: bool = True,
+    height_m: float | None = None,
+    calibration: tuple[tuple[float, float, float, float], float] | None = None,
     **rep_options: float | str,
 ) -> Analysis:
     """Analyse predictions (file, dict or :class:`VideoPredictions`) without writing anything.
 
     ``activity`` picks the repetition signal and thresholds (:data:`PRESETS`; ``auto``: the largest clearly
     periodic angle, or gait when the person walks); ``rep_signal_name`` and ``rep_options`` (of
-    :func:`count_repetitions`) override them. ``repair`` undoes left/right swaps (:mod:`swaps`).
+    :func:`count_repetitions`) override them. ``repair`` undoes left/right swaps (:mod:`swaps`). ``height_m``
+    (the subject's height) or ``calibration`` ((x1, y1, x2, y2) pixels, metres apart) give lengths in metres.
     """
     if activity not in ACTIVITIES:
         raise ValueError(f"unknown activity {activity!r}: use one of {', '.join(ACTIVITIES)}")
@@ -189,8 +193,12 @@ def compute(
     raw_angles, _ = compute_angles(raw, score_threshold)
     velocities = {a.name: angular_velocity(angles[a.name], times, periodic=a.signed) for a in ANGLES}
 
+    scale = (scale_from_calibration(*calibration) if calibration is not None else
+             scale_from_height(kps, available, height_m) if height_m is not None else None)
     walking = activity == "gait"
-    gait = analyse_gait(kps, available, times, frames, angles, filters) if activity in ("gait", "auto") else None
+    gait = analyse_gait(kps, available, times, frames, angles, filters,
+                        metres_per_pixel=scale.metres_per_pixel if scale else None) \
+        if activity in ("gait", "auto") else None
     if gait is not None and activity == "auto" and rep_signal_name is None:
         walking = _looks_like_walking(gait, times)
     if walking and rep_signal_name is None:  # steps are not repetitions: they are in the gait object
@@ -216,6 +224,10 @@ def compute(
                         "frames": {pair: [int(f) for f in frames[mask]] for pair, mask in swapped.items()},
                         "method": "Viterbi over each left/right pair: acceleration and segment-length consistency"}
     summary["gait"] = gait if walking else None
+    summary["units"]["length"] = "m" if scale else "px"
+    summary["scale"] = scale.to_dict() if scale else {
+        "metres_per_pixel": None, "note": "no --height or --calibrate: lengths are in pixels"}
+    summary["displacement"] = displacement(kps, available, times, scale)
     if walking and not reps:
         summary["repetitions"]["note"] = "walking: steps and strides are in 'gait', not counted as repetitions"
     return Analysis(frames, times, kps, available, angles, flags, velocities, signal, reps, summary,

@@ -121,9 +121,11 @@ def _stats(values: list[float]) -> dict:
 
 def analyse_gait(keypoints: np.ndarray, available: np.ndarray, times: np.ndarray, frames: np.ndarray,
                  angles: dict[str, np.ndarray], filters: FilterParams | None = None,
-                 names: tuple[str, ...] = KEYPOINTS) -> dict:
+                 names: tuple[str, ...] = KEYPOINTS, metres_per_pixel: float | None = None) -> dict:
     """The ``gait`` object of summary.json: passes, events, per-stride and per-side parameters, cadence and
-    cycle-normalised hip and knee curves. ``keypoints`` are the (swap-repaired, cleaned) (T, K, 3)."""
+    cycle-normalised hip and knee curves. ``keypoints`` are the (swap-repaired, cleaned) (T, K, 3). Step
+    length and speed are in metres with ``metres_per_pixel``, else in pixels."""
+    unit = metres_per_pixel or 1.0
     t = np.asarray(times, dtype=np.float64)
     index = {n: i for i, n in enumerate(names)}
     pel = np.where(available[:, index["pelvis"]], keypoints[:, index["pelvis"], 0], np.nan)
@@ -144,21 +146,30 @@ def analyse_gait(keypoints: np.ndarray, available: np.ndarray, times: np.ndarray
         if cadence is not None:
             cadences.append(cadence)
             weights.append(hs[-1] - hs[0])
+        duration = float(t[stop - 1] - t[start])
+        moved = pel[start:stop][np.isfinite(pel[start:stop])]
         pass_info.append({"index": k, "start_frame": int(frames[start]), "end_frame": int(frames[stop - 1]),
-                          "direction": "right" if direction > 0 else "left", "duration": float(t[stop - 1] - t[start]),
-                          "heel_strikes": len(hs), "cadence_steps_per_min": cadence})
+                          "direction": "right" if direction > 0 else "left", "duration": duration,
+                          "heel_strikes": len(hs), "cadence_steps_per_min": cadence,
+                          "speed": abs(float(moved[-1] - moved[0])) * unit / duration if moved.size > 1 else None})
     events.sort(key=lambda e: e.index)
     strides = _strides(events, t)
+    for st in strides:  # step length: the feet's horizontal distance at this heel strike
+        i = int(np.searchsorted(t, st["start_time"]))
+        gap = abs(ankles[i, 0] - ankles[i, 1])
+        st["step_length"] = float(gap * unit) if np.isfinite(gap) else None
     per_side = {}
     for side in ("left", "right"):
         mine = [s for s in strides if s["side"] == side]
         per_side[side] = {key: _stats([s[key] for s in mine if s[key] is not None])
                           for key in ("step_time", "stride_time", "stance_time", "swing_time", "double_support_time",
-                                      "stance_percent", "swing_percent", "double_support_percent")}
+                                      "stance_percent", "swing_percent", "double_support_percent", "step_length")}
     step_l, step_r = per_side["left"]["step_time"]["mean"], per_side["right"]["step_time"]["mean"]
     return {
         "method": "Stenum et al. 2021: heel strike / toe off at peaks of the horizontal ankle-pelvis distance",
         "cadence_steps_per_min": float(np.average(cadences, weights=weights)) if cadences else None,
+        "length_unit": "m" if metres_per_pixel else "px",
+        "speed": _pooled_speed(pass_info),
         "steps": sum(1 for e in events if e.kind == "heel_strike"),
         "passes": pass_info,
         "turning_frames": int(turning.sum()),
@@ -171,6 +182,14 @@ def analyse_gait(keypoints: np.ndarray, available: np.ndarray, times: np.ndarray
         if step_l and step_r else None,
         "curves": _curves(events, angles, t),
     }
+
+
+def _pooled_speed(passes: list[dict]) -> float | None:
+    """Gait speed (length unit per second) over all passes, weighted by their durations."""
+    usable = [p for p in passes if p["speed"] is not None and p["duration"] > 0]
+    if not usable:
+        return None
+    return float(np.average([p["speed"] for p in usable], weights=[p["duration"] for p in usable]))
 
 
 def _next(events: list[GaitEvent], after: float, kind: str, side: str | None, before: float | None,

@@ -219,6 +219,7 @@ def html_report(summary: dict, plots: dict[str, bytes], keyframes: list[tuple[st
         f"<p><b>Repetitions</b> ({e(reps['signal'].replace('_', ' '))}): {reps['count']} "
         f"({reps['complete']} complete).</p>",
         _activity_html(s),
+        _units_html(s),
         _filters_html(s),
         f"<p><b>Missing data</b>: keypoints scored below {s['score_threshold']:g} are gaps; only gaps up to "
         f"{s.get('filters', {}).get('max_gap_s') or 0:g} s are filled. "
@@ -290,6 +291,25 @@ def _activity_html(s: dict) -> str:
             f"{act['min_amplitude']:g} deg).</p>")
 
 
+def _units_html(s: dict) -> str:
+    """The scale and the pelvis's displacement."""
+    sc, d = s.get("scale"), s.get("displacement")
+    if not sc:
+        return ""
+    if sc.get("metres_per_pixel") is None:
+        how = "Lengths are in <b>pixels</b> (give --height or --calibrate for metres)."
+    elif sc["source"] == "height":
+        how = (f"Lengths in metres from the subject's height {sc['height_m']:g} m = {sc['height_px']:.0f} px "
+               f"({1000 * sc['metres_per_pixel']:.2f} mm/px).")
+    else:
+        how = (f"Lengths in metres from a known length of {sc['length_m']:g} m = {sc['length_px']:.0f} px "
+               f"({1000 * sc['metres_per_pixel']:.2f} mm/px).")
+    moved = "" if not d or d.get("distance") is None else (
+        f" The pelvis moved {d['distance']:.2f} {d['unit']} (x {d['dx']:+.2f}, y {d['dy']:+.2f}; path "
+        f"{d['path']:.2f} {d['unit']}).")
+    return f"<p><b>Units</b>: {how}{moved}</p>"
+
+
 def _filters_html(s: dict) -> str:
     """The cleaning applied, with every parameter."""
     f = s.get("filters")
@@ -332,10 +352,13 @@ def _gait_html(s: dict) -> str:
     parts.append("</table><table><tr><th>per side (mean &plusmn; SD)</th><th>left</th><th>right</th></tr>")
     for key, label, digits in (("step_time", "step time (s)", 2), ("stride_time", "stride time (s)", 2),
                                ("stance_percent", "stance (% of stride)", 1), ("swing_percent", "swing (%)", 1),
-                               ("double_support_percent", "double support (%)", 1)):
+                               ("double_support_percent", "double support (%)", 1),
+                               ("step_length", f"step length ({g['length_unit']})", 2)):
         parts.append(f"<tr><td>{label}</td><td>{_pm(g['left'][key], digits)}</td>"
                      f"<td>{_pm(g['right'][key], digits)}</td></tr>")
-    parts.append(f"</table><p>Step-time symmetry index: {_fmt(g['step_time_symmetry_index'])} %.</p>")
+    speed = "–" if g.get("speed") is None else f"{g['speed']:.2f} {g['length_unit']}/s"
+    parts.append(f"</table><p>Step-time symmetry index: {_fmt(g['step_time_symmetry_index'])} %. "
+                 f"Gait speed: {speed}.</p>")
     parts.append("<table><tr><th>stride</th><th>side</th><th>heel strike frame</th><th>step (s)</th>"
                  "<th>stride (s)</th><th>stance (s)</th><th>swing (s)</th><th>double support (s)</th></tr>")
     for i, st in enumerate(g["strides"], 1):
