@@ -62,11 +62,11 @@ def test_passes_split_at_reversals_and_stops() -> None:
 # The real clip: two_people_jumping_walking.mp4 (1768x994, 30 fps). A woman walks from right to left, seen from
 # her left side, from behind the tree (frame ~40) out of the picture's left edge (frame ~195). Heel strikes
 # marked by eye, frame by frame, on 2x zoomed crops of her feet: the first frame where the leading heel is
-# down and stops moving forward. Seven are visible: 60, 78, 99, 117, 136, 154, 172. (One before 60 happens
+# down and stops moving forward (3x zoom). Seven are visible: 60, 78, 99, 117, 135, 154, 172. (One before 60 happens
 # behind the tree; one at ~189 is cut off by the picture's edge.) Cadence by the definition:
 # 60 x (7 - 1) / ((172 - 60) / 30 s) = 96.4 steps/min.
 # ---------------------------------------------------------------------------------------------------------------
-HEEL_STRIKES_BY_EYE = (60, 78, 99, 117, 136, 154, 172)
+HEEL_STRIKES_BY_EYE = (60, 78, 99, 117, 135, 154, 172)
 CADENCE_BY_EYE = 60 * (len(HEEL_STRIKES_BY_EYE) - 1) / ((HEEL_STRIKES_BY_EYE[-1] - HEEL_STRIKES_BY_EYE[0]) / 30)
 
 

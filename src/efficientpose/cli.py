@@ -250,9 +250,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from efficientpose.analysis.units import parse_calibration
 
     calibration = parse_calibration(args.calibrate) if args.calibrate is not None else None
+    export = tuple(f.strip().lower() for f in args.export.split(",") if f.strip()) if args.export else ()
+    unknown = sorted(set(export) - {"trc", "mot", "c3d"})
+    if unknown:
+        raise UsageError(f"--export {args.export}: unknown format(s) {', '.join(unknown)}; use trc, mot, c3d")
     result = analyze(predictions, args.output, video=video, score_threshold=args.threshold, filters=filters,
                      activity=args.activity, rep_signal_name=args.rep_signal, height_m=args.height,
-                     calibration=calibration)
+                     calibration=calibration, export=export)
     reps, gait = result.summary.get("repetitions", {}), result.summary.get("gait")
     if gait:
         cadence = gait["cadence_steps_per_min"]
@@ -364,6 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Butterworth low-pass cut-off in Hz, capped at 0.8 x Nyquist (0: off)")
     p.add_argument("--filter-order", type=int, default=4, help="overall order of the zero-lag Butterworth filter")
     p.add_argument("--no-filter", action="store_true", help="analyse the keypoints as predicted, with no cleaning")
+    p.add_argument("--export", metavar="trc,mot,c3d",
+                   help="also write keypoints.trc, angles.mot and/or keypoints.c3d for OpenSim and lab tools")
     p.add_argument("--height", type=float, metavar="METRES", help="the subject's height: lengths in metres")
     p.add_argument("--calibrate", metavar="X1,Y1,X2,Y2=METRES",
                    help="two image points (pixels) a known distance apart: lengths in metres")

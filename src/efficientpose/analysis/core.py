@@ -197,7 +197,8 @@ def compute(
              scale_from_height(kps, available, height_m) if height_m is not None else None)
     walking = activity == "gait"
     gait = analyse_gait(kps, available, times, frames, angles, filters,
-                        metres_per_pixel=scale.metres_per_pixel if scale else None) \
+                        metres_per_pixel=scale.metres_per_pixel if scale else None,
+                        raw_ankles=(unswapped, unswapped_valid)) \
         if activity in ("gait", "auto") else None
     if gait is not None and activity == "auto" and rep_signal_name is None:
         walking = _looks_like_walking(gait, times)
@@ -305,15 +306,17 @@ def analyze(
     *,
     video: str | os.PathLike | None = None,
     drawer: Drawer | None = None,
+    export: tuple[str, ...] = (),
     **options: object,
 ) -> Analysis:
     """:func:`compute` (``options`` are its keyword arguments), then, given ``output_dir``, write angles.csv,
     summary.json, plots and report.html there.
 
     ``video`` supplies the key frames' pictures (else skeletons are drawn on white); ``drawer`` replaces the
-    package's skeleton drawing (:func:`efficientpose.draw.draw_pose`).
+    package's skeleton drawing (:func:`efficientpose.draw.draw_pose`); ``export`` names files for other tools
+    (``"trc"``, ``"mot"``, ``"c3d"``: keypoints.trc, angles.mot, keypoints.c3d).
     """
     analysis = compute(predictions, **options)  # type: ignore[arg-type]
     if output_dir is not None:
-        analysis.outputs = write_outputs(analysis, output_dir, video=video, drawer=drawer)
+        analysis.outputs = write_outputs(analysis, output_dir, video=video, drawer=drawer, export=export)
     return analysis

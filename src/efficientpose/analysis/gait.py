@@ -121,15 +121,19 @@ def _stats(values: list[float]) -> dict:
 
 def analyse_gait(keypoints: np.ndarray, available: np.ndarray, times: np.ndarray, frames: np.ndarray,
                  angles: dict[str, np.ndarray], filters: FilterParams | None = None,
-                 names: tuple[str, ...] = KEYPOINTS, metres_per_pixel: float | None = None) -> dict:
+                 names: tuple[str, ...] = KEYPOINTS, metres_per_pixel: float | None = None,
+                 raw_ankles: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """The ``gait`` object of summary.json: passes, events, per-stride and per-side parameters, cadence and
     cycle-normalised hip and knee curves. ``keypoints`` are the (swap-repaired, cleaned) (T, K, 3). Step
-    length and speed are in metres with ``metres_per_pixel``, else in pixels."""
+    length and speed are in metres with ``metres_per_pixel``, else in pixels. ``raw_ankles`` ((T, K, 3)
+    keypoints and (T, K) validity, swap-repaired but not cleaned) are used for the events when given: the
+    distance of the foot ahead is cleaned as one signal, whichever ankle is ahead."""
     unit = metres_per_pixel or 1.0
     t = np.asarray(times, dtype=np.float64)
     index = {n: i for i, n in enumerate(names)}
     pel = np.where(available[:, index["pelvis"]], keypoints[:, index["pelvis"], 0], np.nan)
-    ankles = np.stack([np.where(available[:, index[f"{s}_ankle"]], keypoints[:, index[f"{s}_ankle"], 0], np.nan)
+    src_kp, src_ok = raw_ankles if raw_ankles is not None else (keypoints, available)
+    ankles = np.stack([np.where(src_ok[:, index[f"{s}_ankle"]], src_kp[:, index[f"{s}_ankle"], 0], np.nan)
                        for s in ("left", "right")], axis=1)
     passes, turning = walking_passes(pel, t)
     events: list[GaitEvent] = []

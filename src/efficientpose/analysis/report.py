@@ -427,8 +427,12 @@ def write_outputs(
     output_dir: str | os.PathLike,
     video: str | os.PathLike | None = None,
     drawer: Drawer | None = None,
+    export: tuple[str, ...] = (),
 ) -> dict[str, Path]:
-    """Write angles.csv, summary.json, one PNG per plot, report.html; key frames come from ``video`` if given."""
+    """Write angles.csv, summary.json, one PNG per plot, report.html and the ``export`` files (trc, mot, c3d);
+    key frames come from ``video`` if given."""
+    from efficientpose.analysis.exports import write_exports
+
     out = Path(output_dir)
     written = {
         "csv": atomic_write_bytes(out / "angles.csv", csv_bytes(analysis.table())),
@@ -458,6 +462,7 @@ def write_outputs(
         jpg = keyframe_jpeg(image, size, analysis.keypoints[i], analysis.valid[i], _labels(analysis, i, signal),
                             drawer or draw_skeleton)
         keyframes.append((caption, jpg))
+    written.update(write_exports(analysis, out, export))
     written["html"] = atomic_write_bytes(out / "report.html",
                                          html_report(analysis.summary, plots, keyframes).encode("utf-8"))
     return written

@@ -58,6 +58,8 @@ def best_labelling(points: np.ndarray, lengths: np.ndarray | None = None, scale:
     both = np.stack([pts, pts[:, ::-1]], axis=1)  # (T, label, side, 2)
     unary = np.zeros((n, 2))
     unary[:, 1] = price
+    # Swapping where a point is missing would only move the gap to the other side (and its motion out of sight).
+    unary[~np.isfinite(pts).all(axis=(1, 2)), 1] = np.inf
     if lengths is not None:
         median = np.nanmedian(lengths[:, 0], axis=0) if np.isfinite(lengths[:, 0]).any() else np.zeros(2)
         dev = np.abs(lengths - median[None, None, :]) / scale
