@@ -223,6 +223,15 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from efficientpose.errors import InputError
     from efficientpose.io import classify
 
+    if args.compare:
+        if args.input is not None:
+            raise UsageError("give an input to analyse or --compare A B, not both")
+        from efficientpose.analysis.compare import write_compare
+
+        print(f"comparison: {write_compare(*args.compare, args.output)}")
+        return 0
+    if args.input is None:
+        raise UsageError("give a video or predictions file to analyse (or --compare A B)")
     source: Path = args.input
     if not source.is_file():
         raise InputError(f"{source}: no such file")
@@ -352,7 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("train", help="train or fine-tune (see 'efficientpose train --help')", add_help=False)
 
     p = sub.add_parser("analyze", help="joint angles, range of motion, symmetry, repetitions and an HTML report")
-    p.add_argument("input", type=Path, help="a video, or a video predictions JSON from 'efficientpose predict'")
+    p.add_argument("input", type=Path, nargs="?",
+                   help="a video, or a video predictions JSON/CSV from 'efficientpose predict'")
+    p.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"),
+                   help="put two analyze output folders side by side in OUTPUT/compare.html (before, after)")
     _add_model_args(p)
     p.add_argument("--output", type=Path, default=Path("efficientpose-analysis"), help="output folder")
     p.add_argument("--threshold", type=float, default=0.3, help="keypoint score below which a frame is a gap")

@@ -26,7 +26,7 @@ from efficientpose.analysis.filters import DEFAULT_FILTERS, FilterParams, clean,
 from efficientpose.analysis.gait import analyse_gait
 from efficientpose.analysis.report import Drawer, write_outputs
 from efficientpose.analysis.reps import count_repetitions, rep_signal
-from efficientpose.analysis.summary import build_summary
+from efficientpose.analysis.summary import build_summary, plane_check
 from efficientpose.analysis.swaps import repair_swaps
 from efficientpose.analysis.units import displacement, scale_from_calibration, scale_from_height
 from efficientpose.errors import InputError
@@ -229,6 +229,9 @@ def compute(
     summary["scale"] = scale.to_dict() if scale else {
         "metres_per_pixel": None, "note": "no --height or --calibrate: lengths are in pixels"}
     summary["displacement"] = displacement(kps, available, times, scale)
+    summary["quality"] = {"fps": data.fps, "variable_frame_rate": summary["filters"]["variable_frame_rate"],
+                          "swapped_frames": {pair: int(mask.sum()) for pair, mask in swapped.items()},
+                          **plane_check(kps, available, KEYPOINTS)}
     if walking and not reps:
         summary["repetitions"]["note"] = "walking: steps and strides are in 'gait', not counted as repetitions"
     return Analysis(frames, times, kps, available, angles, flags, velocities, signal, reps, summary,

@@ -200,83 +200,125 @@ table{border-collapse:collapse;margin:1em 0;font-size:.9em}td,th{border:1px soli
 text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 img{max-width:100%;height:auto}figure{display:inline-block;margin:.5em;vertical-align:top}
 figcaption{font-size:.85em;max-width:360px}.plots img{display:block;margin:1em 0}.note{color:#555;font-size:.9em}
+.warn{background:#fff4e0;border-left:4px solid #e69500;padding:.4em .8em}
+.side{display:grid;grid-template-columns:1fr 1fr;gap:1em}.side img{display:block;margin:.5em 0}
+@media print{body{max-width:none;margin:0;font-size:10pt}section{break-after:page;page-break-after:always}
+section:last-of-type{break-after:auto;page-break-after:auto}img,table,figure{break-inside:avoid}}
 """
 
 
-def html_report(summary: dict, plots: dict[str, bytes], keyframes: list[tuple[str, bytes]]) -> str:
-    """The report page: summary, missing data, tables, plots and key frames, all inline."""
+def _section(title: str | None, body: str) -> str:
+    """One printed page of the report."""
+    return f"<section>{f'<h2>{html.escape(title)}</h2>' if title else ''}{body}</section>" if body else ""
+
+
+def _images(plots: dict[str, bytes], alt: str) -> str:
+    return "".join(f'<img src="{_data_uri("image/png", png)}" alt="{html.escape(title)} {alt}">'
+                   for title, png in plots.items())
+
+
+def html_report(summary: dict, plots: dict[str, bytes], keyframes: list[tuple[str, bytes]],
+                curves: dict[str, bytes] | None = None) -> str:
+    """The report page, one section per printed page: summary, data quality, tables, cycle-normalised curves,
+    plots and key frames, all inline."""
     e = html.escape
     s = summary
     miss = s["missing"]
     reps = s["repetitions"]
-    parts = [
+    head = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">',
         f"<title>Movement analysis: {e(str(s.get('file') or ''))}</title><style>{_CSS}</style></head><body>",
+    ]
+    overview = [
         f"<h1>Movement analysis</h1><p><b>{e(str(s.get('file') or 'unnamed clip'))}</b>: {s['frames']} frames, "
         f"{_fmt(s['duration'])} s at {_fmt(s.get('fps'))} fps, model {e(str(s.get('model') or '?'))}.</p>",
         f"<p><b>Repetitions</b>: {e(reps['note'])}.</p>" if reps.get("note") else
         f"<p><b>Repetitions</b> ({e(reps['signal'].replace('_', ' '))}): {reps['count']} "
         f"({reps['complete']} complete).</p>",
-        _activity_html(s),
-        _units_html(s),
-        _filters_html(s),
+        _activity_html(s), _units_html(s), _filters_html(s),
         f"<p><b>Missing data</b>: keypoints scored below {s['score_threshold']:g} are gaps; only gaps up to "
         f"{s.get('filters', {}).get('max_gap_s') or 0:g} s are filled. "
         f"{miss['frames_with_missing_angles']} of {miss['frames']} frames "
         f"({100 * miss['fraction_frames_with_missing_angles']:.1f}%) miss at least one angle.</p>",
-        "<h2>Range of motion</h2><table><tr><th>angle</th><th>min (frame)</th><th>max (frame)</th><th>mean</th>"
-        "<th>range</th><th>max speed (deg/s)</th><th>gap</th><th>undefined</th></tr>",
     ]
+    rom = ["<table><tr><th>angle</th><th>min (frame)</th><th>max (frame)</th><th>mean</th>"
+           "<th>range</th><th>max speed (deg/s)</th><th>gap</th><th>undefined</th></tr>"]
     for name in ANGLE_NAMES:
         a, m = s["angles"][name], miss["angles"][name]
         mn = f"{_fmt(a.get('min'))} ({a.get('min_frame', '–')})" if a.get("min") is not None else "–"
         mx = f"{_fmt(a.get('max'))} ({a.get('max_frame', '–')})" if a.get("max") is not None else "–"
-        parts.append(
+        rom.append(
             f"<tr><td>{e(name.replace('_', ' '))}</td><td>{mn}</td><td>{mx}</td><td>{_fmt(a.get('mean'))}</td>"
             f"<td>{_fmt(a.get('range'))}</td><td>{_fmt(a.get('max_speed'), 0)}</td><td>{m['gap']}</td>"
             f"<td>{m['undefined']}</td></tr>"
         )
-    parts.append("</table><h2>Left/right symmetry</h2><table><tr><th>joint</th><th>left range</th>"
-                 "<th>right range</th><th>symmetry index (%)</th><th>mean |L&minus;R|</th><th>note</th></tr>")
+    rom.append("</table><h2>Left/right symmetry</h2><table><tr><th>joint</th><th>left range</th>"
+               "<th>right range</th><th>symmetry index (%)</th><th>mean |L&minus;R|</th><th>note</th></tr>")
     for joint, sym in s["symmetry"].items():
-        parts.append(
+        rom.append(
             f"<tr><td>{e(joint.replace('_', ' '))}</td><td>{_fmt(sym['left_range'])}</td>"
             f"<td>{_fmt(sym['right_range'])}</td><td>{_fmt(sym['symmetry_index'])}</td>"
             f"<td>{_fmt(sym['mean_abs_difference'])}</td><td>{e(sym.get('note') or '')}</td></tr>"
         )
-    parts.append('</table><p class="note">Symmetry index = 100 &times; (L &minus; R) / mean(L, R) on the ranges; '
-                 "positive = left moves more.</p>")
+    rom.append('</table><p class="note">Symmetry index = 100 &times; (L &minus; R) / mean(L, R) on the ranges; '
+               "positive = left moves more.</p>")
+    table = []
     if reps["items"]:
-        parts.append("<h2>Repetitions</h2><table><tr><th>#</th><th>start frame</th><th>peak frame</th>"
+        table.append("<table><tr><th>#</th><th>start frame</th><th>peak frame</th>"
                      "<th>end frame</th><th>peak (deg)</th><th>range (deg)</th><th>duration (s)</th>"
                      "<th>left range</th><th>right range</th><th>L/R ratio</th><th>complete</th></tr>")
         for r in reps["items"]:
             ratio = _fmt(r.get("left_right_ratio"), 2) if r.get("left_right_ratio") is not None else \
                 e(r.get("left_right_note") or "–")
-            parts.append(
+            table.append(
                 f"<tr><td>{r['index']}</td><td>{r['start_frame']}</td><td>{r['peak_frame']}</td>"
                 f"<td>{r['end_frame']}</td><td>{_fmt(r['peak_value'])}</td><td>{_fmt(r['range'])}</td>"
                 f"<td>{_fmt(r['duration'], 2)}</td><td>{_fmt(r.get('left_range'))}</td>"
                 f"<td>{_fmt(r.get('right_range'))}</td><td>{ratio}</td>"
                 f"<td>{'yes' if r['complete'] else 'no (cut off)'}</td></tr>"
             )
-        parts.append("</table>")
-    parts.append(_gait_html(s))
-    parts.append('<h2>Angles over time</h2><div class="plots">')
-    for title, png in plots.items():
-        parts.append(f'<img src="{_data_uri("image/png", png)}" alt="{e(title)} over time">')
-    parts.append("</div>")
-    if keyframes:
-        parts.append("<h2>Key frames</h2><div>")
-        for caption, jpg in keyframes:
-            parts.append(f'<figure><img src="{_data_uri("image/jpeg", jpg)}" alt="{e(caption)}">'
-                         f"<figcaption>{e(caption)}</figcaption></figure>")
-        parts.append("</div>")
-    parts.append('<p class="note">Angles in degrees from 2D image keypoints. Flexion and elevation angles are 0 '
-                 "when the limb is straight or hanging along the trunk; inclinations are signed, positive = "
-                 "leaning toward the image's right. See docs/analysis.md.</p></body></html>")
-    return "\n".join(parts)
+        table.append("</table>")
+    frames_html = "".join(f'<figure><img src="{_data_uri("image/jpeg", jpg)}" alt="{e(caption)}">'
+                          f"<figcaption>{e(caption)}</figcaption></figure>" for caption, jpg in keyframes)
+    sections = [
+        _section(None, "".join(overview)),
+        _section("Data quality", _quality_html(s)),
+        _section("Range of motion", "".join(rom)),
+        _section("Repetitions", "".join(table)),
+        _gait_html(s) and _section(None, _gait_html(s)),
+        _section("Cycle-normalised curves", _images(curves or {}, "curves") + (
+            '<p class="note">Each repetition (start to end) or stride (heel strike to heel strike) resampled to '
+            "0&ndash;100 %; line = mean, band = &plusmn; 1 SD.</p>" if curves else "")),
+        _section("Angles over time", f'<div class="plots">{_images(plots, "over time")}</div>'),
+        _section("Key frames", f"<div>{frames_html}</div>" if keyframes else ""),
+    ]
+    foot = ['<p class="note">Angles in degrees from 2D image keypoints. Flexion and elevation angles are 0 '
+            "when the limb is straight or hanging along the trunk; inclinations are signed, positive = "
+            "leaning toward the image's right. See docs/analysis.md.</p></body></html>"]
+    return "\n".join(head + [x for x in sections if x] + foot)
+
+
+def _quality_html(s: dict) -> str:
+    """Data-quality panel: rate, swaps, out-of-plane warning, missing / filled / outlier share per keypoint."""
+    e = html.escape
+    q, miss = s.get("quality") or {}, s["missing"]
+    parts = []
+    if q.get("warning"):
+        parts.append(f'<p class="warn"><b>Warning</b>: {e(q["warning"])}.</p>')
+    rate = "variable (resampled for filtering)" if q.get("variable_frame_rate") else "constant"
+    swaps = ", ".join(f"{pair} {n}" for pair, n in (q.get("swapped_frames") or {}).items() if n) or "none"
+    parts.append(f"<p>Frame rate {_fmt(q.get('fps'))} fps, {rate}. Left/right swaps repaired (frames per pair): "
+                 f"{e(swaps)}.</p>")
+    parts.append("<table><tr><th>keypoint</th><th>missing (%)</th><th>filled (%)</th><th>outliers (%)</th></tr>")
+    below = miss["keypoints_below_threshold"]
+    filled, outliers = miss.get("keypoints_filled", {}), miss.get("keypoints_outliers", {})
+    for name, share in below.items():
+        parts.append(f"<tr><td>{e(name.replace('_', ' '))}</td><td>{100 * share:.1f}</td>"
+                     f"<td>{100 * filled.get(name, 0):.1f}</td><td>{100 * outliers.get(name, 0):.1f}</td></tr>")
+    parts.append('</table><p class="note">Missing: below the score threshold or absent. Filled: interpolated '
+                 "across a short gap. Outliers: rejected by the Hampel filter (then filled or left as gaps).</p>")
+    return "".join(parts)
 
 
 def _activity_html(s: dict) -> str:
@@ -422,6 +464,27 @@ def select_keyframes(analysis: Analysis, limit: int = 6) -> list[tuple[int, str]
     return out
 
 
+def repetition_curves(analysis: Analysis, signal: str, points: int = 101) -> dict:
+    """Each side of a joint pair's repetitions resampled from start to end onto 0-100 %: {"percent", "left":
+    {"mean", "sd", "cycles"}, "right": ...}; {} when the signal is not a joint pair or there are no repetitions."""
+    if signal not in PAIRS or not analysis.repetitions:
+        return {}
+    index = {int(f): i for i, f in enumerate(analysis.frames)}
+    grid = np.linspace(0.0, 1.0, points)
+    out: dict = {"percent": (100 * grid).tolist()}
+    for side, name in zip(("left", "right"), PAIRS[signal], strict=True):
+        cycles = []
+        for rep in analysis.repetitions:
+            a, b = index[rep["start_frame"]], index[rep["end_frame"]]
+            values, t = analysis.angles[name][a:b + 1], analysis.times[a:b + 1]
+            if values.size >= 3 and np.isfinite(values).all() and t[-1] > t[0]:
+                cycles.append(np.interp(grid, (t - t[0]) / (t[-1] - t[0]), values))
+        if cycles:
+            c = np.stack(cycles)
+            out[side] = {"mean": c.mean(0).tolist(), "sd": c.std(0).tolist(), "cycles": len(cycles)}
+    return out if len(out) > 1 else {}
+
+
 def write_outputs(
     analysis: Analysis,
     output_dir: str | os.PathLike,
@@ -445,13 +508,21 @@ def write_outputs(
         png = plot_png(plot.replace("_", " "), analysis.times, series, analysis.flags, reps, analysis.raw_angles)
         plots[plot] = png
         written[f"plot_{plot}"] = atomic_write_bytes(out / f"{plot}.png", png)
+    curves: dict[str, bytes] = {}
     gait = analysis.summary.get("gait")
     if gait:
         for joint in ("hip_flexion", "knee_flexion"):
             png = cycle_plot_png(f"{joint.replace('_', ' ')} over the gait cycle (heel strike to heel strike)",
                                  gait["curves"]["percent"], gait["curves"][joint])
-            plots[f"gait_{joint}"] = png
+            curves[f"gait_{joint}"] = png
             written[f"plot_gait_{joint}"] = atomic_write_bytes(out / f"gait_{joint}.png", png)
+    signal = analysis.summary["repetitions"]["signal"]
+    rep_curves = repetition_curves(analysis, signal)
+    if rep_curves:
+        png = cycle_plot_png(f"{signal.replace('_', ' ')} over each repetition (start to end)",
+                             rep_curves.pop("percent"), rep_curves)
+        curves[f"repetition_{signal}"] = png
+        written["plot_repetitions"] = atomic_write_bytes(out / f"repetition_{signal}.png", png)
     picks = select_keyframes(analysis)
     images = read_frames(video, [analysis.frames[i] for i, _ in picks]) if video is not None and picks else {}
     size = _canvas_size(analysis)
@@ -464,7 +535,7 @@ def write_outputs(
         keyframes.append((caption, jpg))
     written.update(write_exports(analysis, out, export))
     written["html"] = atomic_write_bytes(out / "report.html",
-                                         html_report(analysis.summary, plots, keyframes).encode("utf-8"))
+                                         html_report(analysis.summary, plots, keyframes, curves).encode("utf-8"))
     return written
 
 
