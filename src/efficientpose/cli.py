@@ -265,7 +265,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         raise UsageError(f"--export {args.export}: unknown format(s) {', '.join(unknown)}; use trc, mot, c3d")
     result = analyze(predictions, args.output, video=video, score_threshold=args.threshold, filters=filters,
                      activity=args.activity, rep_signal_name=args.rep_signal, height_m=args.height,
-                     calibration=calibration, export=export)
+                     calibration=calibration, export=export, slowmo=args.slowmo)
     reps, gait = result.summary.get("repetitions", {}), result.summary.get("gait")
     if gait:
         cadence = gait["cadence_steps_per_min"]
@@ -382,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-filter", action="store_true", help="analyse the keypoints as predicted, with no cleaning")
     p.add_argument("--export", metavar="trc,mot,c3d",
                    help="also write keypoints.trc, angles.mot and/or keypoints.c3d for OpenSim and lab tools")
+    p.add_argument("--slowmo", type=float, default=1.0, metavar="FACTOR",
+                   help="slow-motion factor of the footage (8: filmed at 240 fps, played at 30); times are real-world")
     p.add_argument("--height", type=float, metavar="METRES", help="the subject's height: lengths in metres")
     p.add_argument("--calibrate", metavar="X1,Y1,X2,Y2=METRES",
                    help="two image points (pixels) a known distance apart: lengths in metres")

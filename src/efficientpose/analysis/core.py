@@ -160,6 +160,7 @@ def compute(
     repair: bool = True,
     height_m: float | None = None,
     calibration: tuple[tuple[float, float, float, float], float] | None = None,
+    slowmo: float = 1.0,
     **rep_options: float | str,
 ) -> Analysis:
     """Analyse predictions (file, dict or :class:`VideoPredictions`) without writing anything.
@@ -168,6 +169,8 @@ def compute(
     periodic angle, or gait when the person walks); ``rep_signal_name`` and ``rep_options`` (of
     :func:`count_repetitions`) override them. ``repair`` undoes left/right swaps (:mod:`swaps`). ``height_m``
     (the subject's height) or ``calibration`` ((x1, y1, x2, y2) pixels, metres apart) give lengths in metres.
+    ``slowmo`` is the slow-motion factor of the footage (8: filmed at 240 fps, played at 30): every time is
+    divided by it, so durations, speeds, cadence and filter frequencies are real-world.
     """
     if activity not in ACTIVITIES:
         raise ValueError(f"unknown activity {activity!r}: use one of {', '.join(ACTIVITIES)}")
@@ -183,6 +186,9 @@ def compute(
             raise InputError(f"{source}: some frames have no time and the file no fps")
     if np.any(np.diff(times) <= 0):
         raise InputError(f"{source}: frame times are not strictly increasing")
+    if not slowmo > 0:
+        raise ValueError(f"slowmo must be a positive factor, got {slowmo}")
+    times = times / slowmo
     raw = mpii_keypoints(data, source)
     raw_valid = keypoint_validity(raw, score_threshold)
     scale = trunk_length(raw, raw_valid)
@@ -225,6 +231,7 @@ def compute(
                         "frames": {pair: [int(f) for f in frames[mask]] for pair, mask in swapped.items()},
                         "method": "Viterbi over each left/right pair: acceleration and segment-length consistency"}
     summary["gait"] = gait if walking else None
+    summary["slowmo_factor"] = float(slowmo)
     summary["units"]["length"] = "m" if scale else "px"
     summary["scale"] = scale.to_dict() if scale else {
         "metres_per_pixel": None, "note": "no --height or --calibrate: lengths are in pixels"}

@@ -89,6 +89,27 @@ def hampel(x: np.ndarray, half_window: int, n_sigmas: float = 3.0,
     return out, outliers
 
 
+def hampel_in_time(x: np.ndarray, times: np.ndarray, half_window_s: float, n_sigmas: float = 3.0,
+                   min_deviation: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`hampel` for a variable frame rate: each window holds the samples within ``half_window_s`` seconds
+    (at least two on each side); samples without two neighbours on both sides are not tested."""
+    x = np.asarray(x, dtype=np.float64)
+    t = np.asarray(times, dtype=np.float64)
+    out, outliers = x.copy(), np.zeros(x.shape, dtype=bool)
+    lo = np.minimum(np.searchsorted(t, t - half_window_s, side="left"), np.arange(x.size) - 2)
+    hi = np.maximum(np.searchsorted(t, t + half_window_s, side="right"), np.arange(x.size) + 3)
+    for i in range(2, x.size - 2):
+        window = x[max(0, lo[i]):hi[i]]
+        window = window[np.isfinite(window)]
+        if window.size < 3 or not np.isfinite(x[i]):
+            continue
+        med = np.median(window)
+        dev = abs(x[i] - med)
+        outliers[i] = dev > n_sigmas * 1.4826 * np.median(np.abs(window - med)) and dev > min_deviation
+    out[outliers] = np.nan
+    return out, outliers
+
+
 def fill_short_gaps(x: np.ndarray, times: np.ndarray, max_gap_s: float) -> tuple[np.ndarray, np.ndarray]:
     """(copy of ``x`` with short interior NaN runs linearly interpolated, mask of the filled samples).
 
@@ -169,8 +190,10 @@ def clean(x: np.ndarray, times: np.ndarray, params: FilterParams | None = None,
     outliers = np.zeros(len(t), dtype=bool)
     if params.hampel_window_s:
         half = max(2, int(round(params.hampel_window_s / dt / 2)))
+        vfr = is_variable_rate(t)
         for column in values.T:
-            outliers |= hampel(column, half, params.hampel_sigmas, min_deviation)[1]
+            outliers |= (hampel_in_time(column, t, params.hampel_window_s / 2, params.hampel_sigmas, min_deviation)
+                         if vfr else hampel(column, half, params.hampel_sigmas, min_deviation))[1]
         values[outliers] = np.nan
     filled = np.zeros(len(t), dtype=bool)
     if params.max_gap_s is not None:

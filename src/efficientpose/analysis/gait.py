@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import find_peaks
 
-from efficientpose.analysis.filters import FilterParams, clean, frame_interval, runs
+from efficientpose.analysis.filters import FilterParams, clean, frame_interval, is_variable_rate, runs
 from efficientpose.skeleton import KEYPOINTS
 
 #: Frames where the pelvis moves slower than this fraction of its typical walking speed are turning or standing.
@@ -90,7 +90,12 @@ def detect_events(ankles_x: np.ndarray, pelvis_x: np.ndarray, times: np.ndarray,
     with np.errstate(all="ignore"):
         front = clean(np.nanmax(np.where(np.isfinite(ahead), ahead, -np.inf), axis=1), times, filters).values
         back = clean(np.nanmax(np.where(np.isfinite(ahead), -ahead, -np.inf), axis=1), times, filters).values
-    dt = frame_interval(times)
+    t = np.asarray(times, dtype=np.float64)
+    # Peaks are found on a uniform time grid (the frames' own when the rate is constant), then put on the frame
+    # nearest in time: with a variable rate, a distance in samples is no distance in time.
+    grid = np.linspace(t[0], t[-1], max(t.size, int(np.ceil((t[-1] - t[0]) / frame_interval(t))) + 1)) \
+        if is_variable_rate(t) else t
+    dt = float(grid[1] - grid[0]) if grid.size > 1 else 1.0
     out = []
     for envelope, sign in ((front, 1.0), (back, -1.0)):
         env = np.where(np.isfinite(envelope), envelope, np.nan)
@@ -99,10 +104,11 @@ def detect_events(ankles_x: np.ndarray, pelvis_x: np.ndarray, times: np.ndarray,
             out.append([])
             continue
         lo, hi = np.nanpercentile(env, [5, 95])
-        filled = np.interp(np.arange(env.size), np.flatnonzero(ok), env[ok])
-        peaks, _ = find_peaks(filled, prominence=EVENT_PROMINENCE * (hi - lo),
+        filled = np.interp(grid, t[ok], env[ok])
+        found, _ = find_peaks(filled, prominence=EVENT_PROMINENCE * (hi - lo),
                               distance=max(1, int(round(MIN_STEP_S / dt))))
-        peaks = [int(p) for p in peaks if ok[p]]
+        nearest = [int(np.argmin(np.abs(t - grid[g]))) for g in found]
+        peaks = [p for p in dict.fromkeys(nearest) if ok[p]]
         votes = []
         for p in peaks:
             window = sign * ahead[max(0, p - 2): p + 3]  # the left ankle leads (or trails) in most of these frames?

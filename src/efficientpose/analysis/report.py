@@ -232,7 +232,9 @@ def html_report(summary: dict, plots: dict[str, bytes], keyframes: list[tuple[st
     ]
     overview = [
         f"<h1>Movement analysis</h1><p><b>{e(str(s.get('file') or 'unnamed clip'))}</b>: {s['frames']} frames, "
-        f"{_fmt(s['duration'])} s at {_fmt(s.get('fps'))} fps, model {e(str(s.get('model') or '?'))}.</p>",
+        f"{_fmt(s['duration'])} s at {_fmt(s.get('fps'))} fps, model {e(str(s.get('model') or '?'))}"
+        + (f"; slow motion &times;{s['slowmo_factor']:g}: times, speeds and cadence are real-world"
+           if s.get("slowmo_factor", 1.0) != 1.0 else "") + ".</p>",
         f"<p><b>Repetitions</b>: {e(reps['note'])}.</p>" if reps.get("note") else
         f"<p><b>Repetitions</b> ({e(reps['signal'].replace('_', ' '))}): {reps['count']} "
         f"({reps['complete']} complete).</p>",
