@@ -279,3 +279,32 @@ def test_to_dataframe_without_pandas_says_how_to_get_it(monkeypatch: pytest.Monk
     analysis = compute(predictions([pose(), pose()]))
     with pytest.raises(ImportError, match=r"pip install 'efficientpose\[pandas\]'"):
         analysis.to_dataframe()
+
+
+# Every angle's sign convention, one row per angle (docs/analysis.md, "Sign conventions"): a pose and the value
+# it must give. Flexion and elevation are unsigned (bending either way is positive); inclinations are signed,
+# positive toward the image's right.
+SIGNS = [
+    ("left_elbow_flexion", {"left_wrist": at("left_elbow", 50, 90)}, 90.0),
+    ("right_elbow_flexion", {"right_wrist": at("right_elbow", 50, 90)}, 90.0),  # bent the other way: still +
+    ("left_shoulder_elevation", {"left_elbow": at("left_shoulder", 50, 90)}, 90.0),
+    ("right_shoulder_elevation", {"right_elbow": at("right_shoulder", 50, -90)}, 90.0),
+    ("left_hip_flexion", {"left_knee": at("left_hip", 70, 60)}, 60.0),
+    ("right_hip_flexion", {"right_knee": at("right_hip", 70, -60)}, 60.0),
+    ("left_knee_flexion", {"left_ankle": at("left_knee", 70, -45)}, 45.0),
+    ("right_knee_flexion", {"right_ankle": at("right_knee", 70, 45)}, 45.0),
+    ("trunk_inclination", {"thorax": (50.0, 150 - 50 * math.sqrt(3))}, 30.0),  # leaning to the image's right
+    ("trunk_inclination", {"thorax": (-50.0, 150 - 50 * math.sqrt(3))}, -30.0),  # and to its left
+    ("neck_inclination", {"head_top": (-15.0, 30 - 15 * math.sqrt(3))}, -30.0),
+    ("neck_inclination", {"head_top": (0.0, 60.0)}, 180.0),  # upside down
+]
+
+
+@pytest.mark.parametrize(("name", "moved", "expected"), SIGNS, ids=[f"{n}={v:g}" for n, _, v in SIGNS])
+def test_each_angle_sign_is_pinned(name: str, moved: dict, expected: float) -> None:
+    values, _ = angles_of(pose(**moved))
+    assert values[name] == pytest.approx(expected, abs=1e-9)
+
+
+def test_every_angle_has_a_pinned_sign() -> None:
+    assert {name for name, _, _ in SIGNS} == set(ANGLE_NAMES)
