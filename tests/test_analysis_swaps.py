@@ -84,3 +84,17 @@ def test_swapped_frames_are_flagged_in_the_summary() -> None:
         k["left_ankle"], k["right_ankle"] = k["right_ankle"], k["left_ankle"]
     summary = compute(predictions).summary
     assert summary["swaps"]["frames"]["ankle"] == [40, 41]
+
+
+@pytest.mark.parametrize("joints", [("hip", "knee", "ankle"), ("ankle",)])
+def test_injected_swaps_in_the_real_squats_are_found(data_dir, joints: tuple[str, ...]) -> None:  # noqa: ANN001
+    """The real squats clip (front view, 5 fps) with swaps injected: found and undone, nothing else touched."""
+    predictions = blazepose_to_predictions(data_dir / "video" / "squats_front.blazepose-full-2d.json")
+    clean = mpii_keypoints(load_predictions(predictions))
+    valid = keypoint_validity(clean, 0.3)
+    scale = trunk_length(clean, valid)
+    kp, injected = _inject(clean, joints, 0.3, seed=3)
+    _, _, swapped = repair_swaps(kp, valid, scale)
+    flagged = swapped[joints[-1]]
+    assert (flagged & injected).sum() >= 0.95 * injected.sum() and injected.sum() >= 8
+    assert not (flagged & ~injected).any()
