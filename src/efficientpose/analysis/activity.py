@@ -12,6 +12,7 @@ import numpy as np
 
 from efficientpose.analysis.angles import PAIRS
 from efficientpose.analysis.filters import runs
+from efficientpose.analysis.reps import robust_range
 
 #: Activities ``--activity`` accepts.
 ACTIVITIES = ("auto", "squat", "lateral-raise", "sit-to-stand", "push-up", "gait")
@@ -51,15 +52,6 @@ PRESETS: dict[str, Preset] = {
     "sit-to-stand": Preset("knee_flexion", "trough", 40.0),
     "push-up": Preset("elbow_flexion", "peak", 30.0),
 }
-
-
-def robust_range(signal: np.ndarray) -> float:
-    """The 5th-95th percentile range of the finite values (0 with fewer than two)."""
-    finite = signal[np.isfinite(signal)]
-    if finite.size < 2:
-        return 0.0
-    lo, hi = np.percentile(finite, [5, 95])
-    return float(hi - lo)
 
 
 def periodicity(signal: np.ndarray, times: np.ndarray, period_range_s: tuple[float, float] = PERIOD_RANGE_S) -> float:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import find_peaks
 
+from efficientpose.analysis.cycles import normalised_cycles, percent_axis
 from efficientpose.analysis.filters import FilterParams, clean, frame_interval, is_variable_rate, runs
 from efficientpose.skeleton import KEYPOINTS
 
@@ -25,8 +26,6 @@ MIN_PASS_S = 1.0
 EVENT_PROMINENCE = 0.3
 #: Two heel strikes (or toe offs) are at least this far apart in time (seconds): faster than any running step.
 MIN_STEP_S = 0.2
-#: Cycle-normalised curves have this many points (0 to 100 % of the stride).
-CURVE_POINTS = 101
 
 
 @dataclass(frozen=True)
@@ -249,25 +248,16 @@ def _strides(events: list[GaitEvent], times: np.ndarray) -> list[dict]:
 def _curves(events: list[GaitEvent], angles: dict[str, np.ndarray], times: np.ndarray) -> dict:
     """Hip and knee flexion over the gait cycle (0-100 %, heel strike to heel strike), mean and SD per side."""
     strikes = [e for e in events if e.kind == "heel_strike"]
-    grid = np.linspace(0.0, 1.0, CURVE_POINTS)
-    out: dict = {"percent": (100 * grid).tolist()}
+    out: dict = {"percent": percent_axis()}
     for joint in ("hip_flexion", "knee_flexion"):
         out[joint] = {}
         for side in ("left", "right"):
-            values = angles.get(f"{side}_{joint}")
-            cycles = []
+            spans = []
             for hs in (e for e in strikes if e.side == side):
                 nxt = _next(strikes, hs.time, "heel_strike", side, None, hs.pass_index)
-                if nxt is None or values is None:
-                    continue
-                seg = values[hs.index: nxt.index + 1]
-                tt = times[hs.index: nxt.index + 1]
-                if seg.size < 3 or not np.isfinite(seg).all():
-                    continue
-                cycles.append(np.interp(grid, (tt - tt[0]) / (tt[-1] - tt[0]), seg))
-            if cycles:
-                c = np.stack(cycles)
-                out[joint][side] = {"mean": c.mean(0).tolist(), "sd": c.std(0).tolist(), "cycles": len(cycles)}
-            else:
-                out[joint][side] = {"mean": None, "sd": None, "cycles": 0}
+                if nxt is not None:
+                    spans.append((hs.index, nxt.index))
+            values = angles.get(f"{side}_{joint}")
+            out[joint][side] = normalised_cycles(values, times, spans) if values is not None else \
+                {"mean": None, "sd": None, "cycles": 0}
     return out

@@ -14,12 +14,13 @@ import json
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from efficientpose.analysis.angles import ANGLE_NAMES, PAIRS, Flag
+from efficientpose.analysis.cycles import normalised_cycles, percent_axis
 from efficientpose.draw import draw_pose
 from efficientpose.io import atomic_write_bytes
 from efficientpose.pose import Pose
@@ -90,14 +91,7 @@ def plot_png(
         ax.plot(times[missing], np.zeros(int(missing.sum())), "|", color="red", markersize=10,
                 transform=ax.get_xaxis_transform(), label="missing (gap/undefined)")
     ax.set_title(title, fontsize=10, pad=12)
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("angle (deg)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
-    return buf.getvalue()
+    return _finish_png(fig, ax, "time (s)", "angle (deg)")
 
 
 def cycle_plot_png(title: str, percent: list[float], curves: dict[str, dict], ylabel: str = "angle (deg)") -> bytes:
@@ -115,7 +109,12 @@ def cycle_plot_png(title: str, percent: list[float], curves: dict[str, dict], yl
         ax.plot(x, mean, color=colour, linewidth=1.8, label=f"{side} (n={curve.get('cycles', '?')})")
         ax.fill_between(x, mean - sd, mean + sd, color=colour, alpha=0.2, linewidth=0)
     ax.set_title(title, fontsize=10)
-    ax.set_xlabel("% of cycle")
+    return _finish_png(fig, ax, "% of cycle", ylabel)
+
+
+def _finish_png(fig: Any, ax: Any, xlabel: str, ylabel: str) -> bytes:  # noqa: ANN401 - matplotlib objects
+    """Axis labels, grid and legend, then the figure as PNG bytes (no timestamp: same data, same bytes)."""
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
@@ -466,25 +465,16 @@ def select_keyframes(analysis: Analysis, limit: int = 6) -> list[tuple[int, str]
     return out
 
 
-def repetition_curves(analysis: Analysis, signal: str, points: int = 101) -> dict:
+def repetition_curves(analysis: Analysis, signal: str) -> dict:
     """Each side of a joint pair's repetitions resampled from start to end onto 0-100 %: {"percent", "left":
     {"mean", "sd", "cycles"}, "right": ...}; {} when the signal is not a joint pair or there are no repetitions."""
     if signal not in PAIRS or not analysis.repetitions:
         return {}
     index = {int(f): i for i, f in enumerate(analysis.frames)}
-    grid = np.linspace(0.0, 1.0, points)
-    out: dict = {"percent": (100 * grid).tolist()}
-    for side, name in zip(("left", "right"), PAIRS[signal], strict=True):
-        cycles = []
-        for rep in analysis.repetitions:
-            a, b = index[rep["start_frame"]], index[rep["end_frame"]]
-            values, t = analysis.angles[name][a:b + 1], analysis.times[a:b + 1]
-            if values.size >= 3 and np.isfinite(values).all() and t[-1] > t[0]:
-                cycles.append(np.interp(grid, (t - t[0]) / (t[-1] - t[0]), values))
-        if cycles:
-            c = np.stack(cycles)
-            out[side] = {"mean": c.mean(0).tolist(), "sd": c.std(0).tolist(), "cycles": len(cycles)}
-    return out if len(out) > 1 else {}
+    spans = [(index[r["start_frame"]], index[r["end_frame"]]) for r in analysis.repetitions]
+    out = {side: normalised_cycles(analysis.angles[name], analysis.times, spans)
+           for side, name in zip(("left", "right"), PAIRS[signal], strict=True)}
+    return {"percent": percent_axis(), **out} if any(c["cycles"] for c in out.values()) else {}
 
 
 def write_outputs(
