@@ -92,3 +92,15 @@ def test_the_cli_offers_every_activity() -> None:
     assert ANALYZE_ACTIVITIES == ACTIVITIES
     with pytest.raises(ValueError, match="unknown activity"):
         compute(predictions([_frame(0)] * 3), activity="yoga")
+
+
+def test_periodicity_scores_repetitions_high_and_noise_or_one_offs_low() -> None:
+    from efficientpose.analysis.activity import periodicity
+
+    t = np.arange(300) / 30.0
+    assert periodicity(np.sin(2 * np.pi * t / 2.5), t) > 0.9
+    assert periodicity(np.random.default_rng(0).normal(size=300), t) < 0.3
+    one_off = np.exp(-((t - 5) ** 2))  # a single movement is not a repetition
+    assert periodicity(one_off, t) < 0.3
+    short = np.arange(50) / 30.0  # too short for two periods of 0.8 s or more
+    assert periodicity(np.sin(2 * np.pi * short), short) == 0.0

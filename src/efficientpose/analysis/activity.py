@@ -55,21 +55,30 @@ PRESETS: dict[str, Preset] = {
 
 
 def periodicity(signal: np.ndarray, times: np.ndarray, period_range_s: tuple[float, float] = PERIOD_RANGE_S) -> float:
-    """The highest normalised autocorrelation of the signal (its longest measured run, mean removed) at a lag
-    within ``period_range_s``; 0 when too short to tell. 1 = perfectly periodic."""
+    """How periodic the signal is: the highest correlation (Pearson) between its longest measured run and the run
+    shifted by a lag within ``period_range_s`` and at most half the run (so two periods fit); 0 when too short
+    to tell or flat. Only lags where the correlation peaks after a dip count. 1 = perfectly periodic; a single
+    movement scores 0."""
     ok = np.isfinite(signal)
     if not ok.any():
         return 0.0
     start, stop = max(runs(ok), key=lambda r: r[1] - r[0])
-    x = signal[start:stop] - signal[start:stop].mean()
+    x = signal[start:stop]
     dt = float(np.median(np.diff(times))) if times.size > 1 else 1.0
     lo = max(1, int(round(period_range_s[0] / dt)))
-    hi = min(x.size - 3, int(round(period_range_s[1] / dt)))
-    energy = float((x * x).sum())
-    if hi < lo or energy <= 0:
+    hi = min(x.size // 2, int(round(period_range_s[1] / dt)))
+    if hi < lo:
         return 0.0
-    # Unbiased (per-overlap) normalisation, so a clip holding about two repetitions still scores high.
-    return max(float((x[:-lag] * x[lag:]).sum() / (x.size - lag)) / (energy / x.size) for lag in range(lo, hi + 1))
+    corr = np.zeros(hi + 2)
+    corr[0] = 1.0
+    for lag in range(1, min(hi + 2, x.size - 1)):
+        a, b = x[:-lag], x[lag:]
+        sa, sb = a.std(), b.std()
+        corr[lag] = float(((a - a.mean()) * (b - b.mean())).mean() / (sa * sb)) if sa > 0 and sb > 0 else 0.0
+    # A period is a peak of the correlation after it has dipped: a single movement only decays with the lag.
+    peaks = [corr[lag] for lag in range(lo, hi + 1)
+             if corr[lag] >= corr[lag + 1] and corr[lag] > corr[lag - 1] and corr[lag] - corr[1:lag].min() > 0.2]
+    return float(max(0.0, max(peaks, default=0.0)))
 
 
 def body_moves(pelvis_y: np.ndarray, trunk_length: float, times: np.ndarray) -> bool:
