@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from efficientpose.analysis.angles import ANGLE_NAMES
+from efficientpose.errors import UsageError
 from efficientpose.io import atomic_write_bytes
 from efficientpose.skeleton import KEYPOINTS
 
@@ -110,12 +111,14 @@ def c3d_bytes(analysis: Analysis) -> bytes:
     if unit == "m":
         pos, unit = pos * 1000.0, "mm"
     n, k = pos.shape[:2]
+    if n > 65535:
+        raise UsageError(f"--export c3d: {n} frames; a C3D file holds at most 65535 (export trc instead)")
     rate = _rate(analysis.times)
     label_width = max(len(name) for name in KEYPOINTS)
     records = [
         _c3d_group("POINT", 1),
         _c3d_param("USED", 1, 2, (), struct.pack("<h", k)),
-        _c3d_param("FRAMES", 1, 2, (), struct.pack("<h", min(n, 32767))),
+        _c3d_param("FRAMES", 1, 2, (), struct.pack("<H", n)),  # read as unsigned beyond 32767
         _c3d_param("SCALE", 1, 4, (), struct.pack("<f", -1.0)),
         _c3d_param("RATE", 1, 4, (), struct.pack("<f", rate)),
         None,  # DATA_START, once the parameter size is known
@@ -136,7 +139,7 @@ def c3d_bytes(analysis: Analysis) -> bytes:
     params = (struct.pack("<BBBB", 1, 0x50, param_blocks, 84) + body).ljust(param_blocks * _BLOCK, b"\0")
 
     header = bytearray(_BLOCK)
-    struct.pack_into("<BBhhhhhfhhf", header, 0, 2, 0x50, k, 0, 1, n, 0, -1.0, data_start, 0, rate)
+    struct.pack_into("<BBhhhHhfhhf", header, 0, 2, 0x50, k, 0, 1, n, 0, -1.0, data_start, 0, rate)
 
     points = np.zeros((n, k, 4), dtype="<f4")
     missing = ~np.isfinite(pos).all(axis=-1)

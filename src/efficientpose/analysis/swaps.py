@@ -40,7 +40,8 @@ def _side(joint: str, side: str) -> str:
 
 def _distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Euclidean distance over the last axis; 0 where either point is missing (no evidence either way)."""
-    d = np.hypot(*(a - b).swapaxes(0, -1))
+    diff = a - b
+    d = np.hypot(diff[..., 0], diff[..., 1])
     return np.where(np.isfinite(d), d, 0.0)
 
 
@@ -64,16 +65,14 @@ def best_labelling(points: np.ndarray, lengths: np.ndarray | None = None, scale:
         median = np.nanmedian(lengths[:, 0], axis=0) if np.isfinite(lengths[:, 0]).any() else np.zeros(2)
         dev = np.abs(lengths - median[None, None, :]) / scale
         unary += LENGTH_WEIGHT * np.where(np.isfinite(dev), dev, 0.0).sum(axis=-1)
+    # acc[t, a, b, c]: both points' acceleration at t - 1 with labels a, b, c at t - 2, t - 1, t.
+    second = (both[2:, None, None, :] - 2 * both[1:-1, None, :, None] + both[:-2, :, None, None])
+    acc = _distance(second, 0.0).sum(axis=-1) / scale  # (T - 2, a, b, c)
     # cost[a, b]: the best total with labels a at t-1 and b at t.
     cost = unary[0][:, None] + unary[1][None, :]
     back = np.zeros((n, 2, 2), dtype=np.int8)  # back[t, b, c] = best a for labels (b at t-1, c at t)
     for t in range(2, n):
-        acc = np.empty((2, 2, 2))
-        for a in range(2):
-            for b in range(2):
-                for c in range(2):
-                    acc[a, b, c] = _distance(both[t, c] - 2 * both[t - 1, b] + both[t - 2, a], 0.0).sum() / scale
-        total = cost[:, :, None] + acc  # (a, b, c)
+        total = cost[:, :, None] + acc[t - 2]  # (a, b, c)
         back[t] = np.argmin(total, axis=0)
         cost = np.min(total, axis=0) + unary[t][None, :]
     labels = np.zeros(n, dtype=np.int8)
