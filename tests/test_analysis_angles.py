@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from efficientpose.analysis import Flag, angular_velocity, compute, compute_angles, predictions_to_arrays
+from efficientpose.analysis import FilterParams, Flag, angular_velocity, compute, compute_angles
 from efficientpose.analysis.angles import ANGLE_NAMES
+from efficientpose.analysis.core import load_predictions, mpii_keypoints
 from efficientpose.analysis.summary import range_of_motion, symmetry
 from efficientpose.errors import InputError
 from efficientpose.skeleton import KEYPOINTS
@@ -201,21 +202,39 @@ def predictions(poses: list[np.ndarray], fps: float = 10.0) -> dict:
     return {"file": "constructed.mp4", "width": 200, "height": 320, "fps": fps, "model": "rt", "frames": frames}
 
 
-def test_predictions_to_arrays_round_trip_and_missing_points() -> None:
+def test_predictions_are_read_by_name_and_missing_points_are_nan() -> None:
     data = predictions([pose(), pose(left_ankle=at("left_knee", 70, 90))])
-    del data["frames"][1]["keypoints"]["head_top"]
-    del data["frames"][1]["time"]  # falls back to frame / fps
-    kps, times, frames = predictions_to_arrays(data)
-    assert kps.shape == (2, 16, 3) and frames.tolist() == [0, 1] and times.tolist() == [0.0, 0.1]
+    data["frames"][1]["keypoints"]["head_top"] = {"x": None, "y": None, "score": None}
+    data["frames"][1]["time"] = None  # falls back to frame / fps
+    loaded = load_predictions(data)
+    kps = mpii_keypoints(loaded)
+    assert kps.shape == (2, 16, 3) and loaded.frames.tolist() == [0, 1]
     np.testing.assert_array_equal(kps[0], pose())
     assert np.isnan(kps[1, KEYPOINTS.index("head_top")]).all()
+    assert compute(data, filters=FilterParams.off()).times.tolist() == [0.0, 0.1]
+
+
+def test_other_skeletons_are_matched_by_name_not_read_as_gaps() -> None:
+    """A model with COCO-like names: pelvis and thorax come from the hip and shoulder midpoints; keypoints that
+    cannot be derived are named in the error instead of silently becoming gaps."""
+    data = predictions([pose(left_ankle=at("left_knee", 70, 10 * i)) for i in range(3)])
+    for frame in data["frames"]:
+        kp = frame["keypoints"]
+        frame["keypoints"] = {"nose": kp["head_top"]} | {n: v for n, v in kp.items() if n not in ("pelvis", "thorax")}
+    analysis = compute(data, filters=FilterParams.off())
+    assert analysis.angles["left_knee_flexion"] == pytest.approx([0, 10, 20])
+    assert np.isfinite(analysis.angles["trunk_inclination"]).all()
+    for frame in data["frames"]:
+        del frame["keypoints"]["head_top"]
+    with pytest.raises(InputError, match="head_top"):
+        compute(data)
 
 
 def test_summary_reports_missing_and_undefined() -> None:
     poses = [pose(left_ankle=at("left_knee", 70, 10 * i)) for i in range(10)]
     poses[3] = pose(left_ankle=STANDING["left_knee"])  # undefined
     poses[5][KEYPOINTS.index("left_knee"), 2] = 0.0  # gap
-    analysis = compute(predictions(poses))
+    analysis = compute(predictions(poses), filters=FilterParams.off())
     miss = analysis.summary["missing"]
     assert miss["angles"]["left_knee_flexion"] == {"gap": 1, "undefined": 1, "fraction_missing": 0.2}
     assert miss["keypoints_below_threshold"]["left_knee"] == pytest.approx(0.1)
@@ -247,7 +266,8 @@ def test_missing_file_and_unordered_times(tmp_path: Path) -> None:
 
 def test_to_dataframe_with_pandas() -> None:
     pd = pytest.importorskip("pandas")
-    analysis = compute(predictions([pose(left_ankle=at("left_knee", 70, 9 * i)) for i in range(5)]))
+    analysis = compute(predictions([pose(left_ankle=at("left_knee", 70, 9 * i)) for i in range(5)]),
+                       filters=FilterParams.off())
     df = analysis.to_dataframe()
     assert isinstance(df, pd.DataFrame) and len(df) == 5 and df.index.name == "frame"
     assert df["left_knee_flexion"].tolist() == pytest.approx([0, 9, 18, 27, 36])
@@ -259,3 +279,32 @@ def test_to_dataframe_without_pandas_says_how_to_get_it(monkeypatch: pytest.Monk
     analysis = compute(predictions([pose(), pose()]))
     with pytest.raises(ImportError, match=r"pip install 'efficientpose\[pandas\]'"):
         analysis.to_dataframe()
+
+
+# Every angle's sign convention, one row per angle (docs/analysis.md, "Sign conventions"): a pose and the value
+# it must give. Flexion and elevation are unsigned (bending either way is positive); inclinations are signed,
+# positive toward the image's right.
+SIGNS = [
+    ("left_elbow_flexion", {"left_wrist": at("left_elbow", 50, 90)}, 90.0),
+    ("right_elbow_flexion", {"right_wrist": at("right_elbow", 50, 90)}, 90.0),  # bent the other way: still +
+    ("left_shoulder_elevation", {"left_elbow": at("left_shoulder", 50, 90)}, 90.0),
+    ("right_shoulder_elevation", {"right_elbow": at("right_shoulder", 50, -90)}, 90.0),
+    ("left_hip_flexion", {"left_knee": at("left_hip", 70, 60)}, 60.0),
+    ("right_hip_flexion", {"right_knee": at("right_hip", 70, -60)}, 60.0),
+    ("left_knee_flexion", {"left_ankle": at("left_knee", 70, -45)}, 45.0),
+    ("right_knee_flexion", {"right_ankle": at("right_knee", 70, 45)}, 45.0),
+    ("trunk_inclination", {"thorax": (50.0, 150 - 50 * math.sqrt(3))}, 30.0),  # leaning to the image's right
+    ("trunk_inclination", {"thorax": (-50.0, 150 - 50 * math.sqrt(3))}, -30.0),  # and to its left
+    ("neck_inclination", {"head_top": (-15.0, 30 - 15 * math.sqrt(3))}, -30.0),
+    ("neck_inclination", {"head_top": (0.0, 60.0)}, 180.0),  # upside down
+]
+
+
+@pytest.mark.parametrize(("name", "moved", "expected"), SIGNS, ids=[f"{n}={v:g}" for n, _, v in SIGNS])
+def test_each_angle_sign_is_pinned(name: str, moved: dict, expected: float) -> None:
+    values, _ = angles_of(pose(**moved))
+    assert values[name] == pytest.approx(expected, abs=1e-9)
+
+
+def test_every_angle_has_a_pinned_sign() -> None:
+    assert {name for name, _, _ in SIGNS} == set(ANGLE_NAMES)

@@ -41,7 +41,8 @@ def report(squats_predictions: dict, data_dir: Path, tmp_path_factory: pytest.Te
 
 def test_writes_every_output_and_nothing_half_written(report: tuple[Analysis, Path]) -> None:
     analysis, out = report
-    expected = {"angles.csv", "summary.json", "report.html"} | {f"{p}.png" for p in PLOTS}
+    signal = analysis.summary["repetitions"]["signal"]
+    expected = {"angles.csv", "summary.json", "report.html", f"repetition_{signal}.png"} | {f"{p}.png" for p in PLOTS}
     assert {p.name for p in out.iterdir()} == expected  # no temporary files left behind
     assert {p.name for p in analysis.outputs.values()} == expected
 
@@ -152,6 +153,51 @@ def test_report_renders_in_headless_chromium(report: tuple[Analysis, Path], tmp_
     assert broken == []
     assert all(u.startswith(("file:", "data:")) for u in requests), requests  # nothing fetched from a network
     assert _std(tmp_path / "report.png") > 20
+
+
+def test_report_v2_quality_panel_curves_keyframes_and_print_pages(report: tuple[Analysis, Path]) -> None:
+    analysis, out = report
+    page = (out / "report.html").read_text()
+    assert page.count("<section>") >= 6 and "@media print" in page and "break-after:page" in page
+    assert "<h2>Data quality</h2>" in page and "outliers (%)" in page and "swaps repaired" in page
+    # a front-view squat bends the thighs toward the camera: the report warns that it is not in the image plane
+    quality = analysis.summary["quality"]
+    assert quality["warning"] and "thigh" in " ".join(quality["out_of_plane_segments"])
+    assert 'class="warn"' in page and "not in the image plane" in page
+    assert "Cycle-normalised curves" in page and "over each repetition" not in page  # the title is in the PNG
+    assert page.count('alt="repetition_') == 1
+    assert page.count("at its peak") >= analysis.summary["repetitions"]["count"]  # key frames at the peaks
+    assert "L/R ratio" in page
+
+
+def test_compare_two_sessions_side_by_side(report: tuple[Analysis, Path], squats_predictions: dict,
+                                           tmp_path: Path) -> None:
+    from efficientpose.cli import main
+
+    _, before = report
+    after = tmp_path / "after"
+    shallower = json.loads(json.dumps(squats_predictions))
+    shallower["frames"] = shallower["frames"][:45]  # the same session cut short: two squats
+    analyze(shallower, after)
+    assert main(["analyze", "--compare", str(before), str(after), "--output", str(tmp_path / "cmp")]) == 0
+    page = (tmp_path / "cmp" / "compare.html").read_text()
+    assert "<b>A</b> (before)" in page and "B &minus; A" in page
+    assert "<td>repetitions</td><td>3</td><td>2</td><td>-1</td>" in page.replace(".0", "")
+    errors, images, requests = _render(tmp_path / "cmp" / "compare.html", tmp_path / "compare.png")
+    assert errors == [] and all(u.startswith(("file:", "data:")) for u in requests)
+    assert len(images) >= 2 * len(PLOTS)
+    assert [alt for complete, w, h, alt in images if not (complete and w > 0 and h > 0)] == []
+    assert main(["analyze", "--compare", str(before), str(tmp_path / "nothing"), "--output", str(tmp_path)]) == 1
+
+
+def test_gait_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+    from gait_synthetic import walker
+
+    predictions, _ = walker(((4.4, 1),))
+    analyze(predictions, tmp_path, activity="gait")
+    errors, images, _ = _render(tmp_path / "report.html", tmp_path / "gait.png")
+    assert errors == [] and len(images) >= len(PLOTS) + 2
+    assert [alt for complete, w, h, alt in images if not (complete and w > 0 and h > 0)] == []
 
 
 def test_browser_check_catches_broken_pages(tmp_path: Path) -> None:

@@ -329,7 +329,9 @@ def test_jobs_in_order_then_sigkill_mid_job(tmp_path: Path, clips: dict[str, byt
             assert s.status(sid)["status"] == "done"
             assert s.request("GET", f"/sessions/{sid}/files/csv")[0] == 200
         code, _, page = s.request("GET", f"/compare?a={ids[0]}&b={ids[1]}")
-        assert code == 200 and b"repetitions" in page and b"clip0.mp4" in page and b"clip1.mp4" in page
+        assert code == 200 and b"clip0.mp4" in page and b"clip1.mp4" in page
+        code, _, report = s.request("GET", f"/compare/report?a={ids[0]}&b={ids[1]}")
+        assert code == 200 and b"epetitions" in report  # the analysis's own comparison of the two sessions
         code, _, page = s.request("GET", "/subjects/Cy")
         assert code == 200 and page.count(b"/sessions/") >= 4 and b'action="/compare"' in page
         code, _, page = s.request("GET", f"/sessions/{victim}")
@@ -401,43 +403,28 @@ def test_status_json_shape(server: Server, done_session: dict) -> None:
 # ------------------------------------------------------------------------------------------------ units
 
 
-def test_analysis_adapter_passes_new_options_through(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Today's analyze() gets only what it knows (and the page says what was not applied); a newer one with
-    presets, real units, exports and a comparison gets them through the one adapter."""
+def test_analysis_api_offers_every_preset_and_passes_settings_through(monkeypatch: pytest.MonkeyPatch,
+                                                                      tmp_path: Path) -> None:
+    """The page offers the analysis's own presets (auto first), and a job's activity, height and every export
+    reach ``analyze``; without a height the page says lengths are in pixels."""
     from types import SimpleNamespace
 
     from efficientpose import analysis
     from efficientpose.app import analysis_api
 
-    assert analysis_api.activities() == ["auto"] or hasattr(analysis, "ACTIVITIES")
-    calls: dict = {}
+    assert analysis_api.activities()[0] == "auto"
+    assert set(analysis_api.activities()) == set(analysis.ACTIVITIES)
+    calls: list[dict] = []
 
-    def newer(predictions, output, *, video=None, activity="auto", height=None, exports=()):
-        calls.update(activity=activity, height=height, exports=exports)
-        output.mkdir()
-        (output / "clip.trc").write_text("markers")
-        return SimpleNamespace(outputs={"html": output / "report.html"}, summary={"frames": 3})
+    def spy(predictions, output, **kwargs):
+        calls.append(kwargs)
+        return SimpleNamespace(outputs={"trc": output / "keypoints.trc"}, summary={"frames": 3})
 
-    def compare(a, b, output):
-        output.mkdir(parents=True)
-        return (output / "report.html").write_text(f"{a.name} {b.name}") and output / "report.html"
-
-    monkeypatch.setattr(analysis, "analyze", newer)
-    monkeypatch.setattr(analysis, "ACTIVITIES", ("squat", "gait"), raising=False)
-    monkeypatch.setattr(analysis, "compare", compare, raising=False)
-    files, summary, notes = analysis_api.run({}, tmp_path / "a", None, "gait", 1.7)
-    assert calls == {"activity": "gait", "height": 1.7, "exports": ("trc", "mot", "c3d")} and notes == []
-    assert files["trc"] == tmp_path / "a" / "clip.trc" and summary == {"frames": 3}
-    assert analysis_api.activities() == ["auto", "squat", "gait"]
-    assert analysis_api.compare((tmp_path / "x", tmp_path / "y"), tmp_path / "c").read_text() == "x y"
-
-    def today(predictions, output, *, video=None, score_threshold=0.3, drawer=None):
-        output.mkdir()
-        return SimpleNamespace(outputs={}, summary={})
-
-    monkeypatch.setattr(analysis, "analyze", today)
-    _, _, notes = analysis_api.run({}, tmp_path / "b", None, "gait", 1.7)
-    assert len(notes) == 2 and "not applied" in notes[0] and "pixels" in notes[1]
+    monkeypatch.setattr(analysis, "analyze", spy)
+    files, summary, notes = analysis_api.run({}, tmp_path, None, "gait", 1.7)
+    assert calls[0] == {"video": None, "activity": "gait", "height_m": 1.7, "export": ("trc", "mot", "c3d")}
+    assert files == {"trc": tmp_path / "keypoints.trc"} and summary == {"frames": 3} and notes == []
+    assert "pixels" in analysis_api.run({}, tmp_path, None, "auto", None)[2][0]
 
 
 def test_host_rules_and_sizes() -> None:

@@ -17,7 +17,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from efficientpose.outputs import read_video_predictions
 from helpers_cli import run_cli
 from test_predict_video import FPS, FRAME_H, FRAME_W, LSP_INDEX, lsp_photo, write_clip
 
@@ -27,6 +26,7 @@ from efficientpose.inference.estimator import PoseEstimator
 from efficientpose.inference.tracking import track
 from efficientpose.io.draw import draw_pose
 from efficientpose.io.video import Frame, VideoReader
+from efficientpose.outputs import read_video_predictions
 from efficientpose.pose import Pose
 from efficientpose.predict import PredictOptions
 from efficientpose.skeleton import KEYPOINTS

@@ -99,6 +99,18 @@ def test_analyze_counts_the_squats_seen_by_eye(squats_analysis: Path) -> None:
     reps = json.loads((squats_analysis / "summary.json").read_text())["repetitions"]
     assert reps["count"] == SQUATS_BY_EYE
     assert [abs(r["peak_frame"] - f) <= 2 for r, f in zip(reps["items"], (10, 34, 59), strict=True)] == [True] * 3
+    assert [r["complete"] for r in reps["items"]] == [True, True, False]  # the clip ends mid-rise
+
+
+def test_analyze_runs_the_pose_unsmoothed_and_says_how_it_filtered(squats_analysis: Path) -> None:
+    summary = json.loads((squats_analysis / "summary.json").read_text())
+    assert json.loads((squats_analysis / "squats_front.json").read_text())["smoothing"] == "none"
+    filters = summary["filters"]
+    assert filters["input_smoothing"] == "none"
+    assert filters["cutoff_hz"] == 6.0 and filters["cutoff_hz_used"] == pytest.approx(2.0)  # 0.8 x 2.5 Hz Nyquist
+    assert filters["max_gap_frames"] == 1 and not filters["variable_frame_rate"]
+    html = (squats_analysis / "report.html").read_text()
+    assert "Butterworth" in html and "Hampel" in html
 
 
 def test_knee_flexion_is_much_larger_at_the_bottom_than_standing(squats_analysis: Path) -> None:

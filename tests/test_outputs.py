@@ -9,6 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from efficientpose.errors import InputError
 from efficientpose.outputs import (
     ImagePrediction,
     ImagePredictionsWriter,
@@ -20,11 +25,6 @@ from efficientpose.outputs import (
     video_output_paths,
     write_image_predictions,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from PIL import Image
-
-from efficientpose.errors import InputError
 from efficientpose.pose import Pose
 from efficientpose.skeleton import KEYPOINTS, LSP_KEYPOINTS, remap
 

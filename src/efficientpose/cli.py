@@ -218,37 +218,61 @@ def _pck_at(report, alpha: float) -> float:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from efficientpose.analysis import analyze, load_predictions
+    from efficientpose.analysis import FilterParams, analyze
     from efficientpose.errors import InputError
-    from efficientpose.io.draw import draw_pose
     from efficientpose.io.inputs import classify
-    from efficientpose.pose import Pose
 
+    if args.compare:
+        if args.input is not None:
+            raise UsageError("give an input to analyse or --compare A B, not both")
+        from efficientpose.analysis.compare import write_compare
+
+        print(f"comparison: {write_compare(*args.compare, args.output)}")
+        return 0
+    if args.input is None:
+        raise UsageError("give a video or predictions file to analyse (or --compare A B)")
     source: Path = args.input
     if not source.is_file():
         raise InputError(f"{source}: no such file")
-    if source.suffix.lower() == ".json":
-        predictions = load_predictions(source)
-        video = Path(predictions["file"]) if Path(str(predictions.get("file", ""))).is_file() else None
+    if source.suffix.lower() in (".json", ".csv"):
+        predictions, video = source, None
+        from efficientpose.io.predictions import read_video_predictions
+
+        recorded = read_video_predictions(source).file
+        if recorded and Path(recorded).is_file():
+            video = Path(recorded)
     elif classify(source) == "video":
         from efficientpose.predict import PredictOptions, predict_video
 
-        options = PredictOptions(output=args.output, formats=("json",), smooth=True)
-        written = predict_video(source, _estimator(args), options)
-        predictions, video = load_predictions(written[0]), source
+        # Raw keypoints: the analysis filters them itself (zero-lag), so no One-Euro smoothing here.
+        options = PredictOptions(output=args.output, formats=("json",), smooth=False)
+        predictions, video = predict_video(source, _estimator(args), options)[0], source
     else:
-        raise UsageError(f"{source}: give a video or a predictions JSON written by 'efficientpose predict'")
+        raise UsageError(f"{source}: give a video or a video predictions JSON/CSV written by 'efficientpose predict'")
+    filters = FilterParams.off() if args.no_filter else FilterParams(
+        hampel_window_s=args.hampel_window or None, hampel_sigmas=args.hampel_sigmas,
+        max_gap_s=None if args.max_gap < 0 else args.max_gap, cutoff_hz=args.cutoff or None, order=args.filter_order,
+    )
+    if args.height is not None and args.calibrate is not None:
+        raise UsageError("give --height or --calibrate, not both")
+    from efficientpose.analysis.units import parse_calibration
 
-    def drawer(bgr: np.ndarray, kp: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        pose = Pose(np.where(valid[:, None], kp, np.nan))
-        return draw_pose(np.ascontiguousarray(bgr[..., ::-1]), pose, threshold=args.threshold)[..., ::-1].copy()
-
-    result = analyze(predictions, args.output, video=video, score_threshold=args.threshold, drawer=drawer)
-    reps = result.summary.get("repetitions", {})
-    print(f"{reps.get('count', 0)} repetitions of {reps.get('signal', 'the main angle')}; "
-          f"report: {args.output / 'report.html'}")
+    calibration = parse_calibration(args.calibrate) if args.calibrate is not None else None
+    export = tuple(f.strip().lower() for f in args.export.split(",") if f.strip()) if args.export else ()
+    unknown = sorted(set(export) - {"trc", "mot", "c3d"})
+    if unknown:
+        raise UsageError(f"--export {args.export}: unknown format(s) {', '.join(unknown)}; use trc, mot, c3d")
+    result = analyze(predictions, args.output, video=video, score_threshold=args.threshold, filters=filters,
+                     activity=args.activity, rep_signal_name=args.rep_signal, height_m=args.height,
+                     calibration=calibration, export=export, slowmo=args.slowmo)
+    reps, gait = result.summary.get("repetitions", {}), result.summary.get("gait")
+    if gait:
+        cadence = gait["cadence_steps_per_min"]
+        print(f"gait: {gait['steps']} heel strikes in {len(gait['passes'])} straight pass(es), cadence "
+              f"{'unknown' if cadence is None else f'{cadence:.1f} steps/min'}; report: {args.output / 'report.html'}")
+    else:
+        print(f"{reps.get('count', 0)} repetitions ({reps.get('complete', 0)} complete) of "
+              f"{reps.get('signal', 'the main angle').replace('_', ' ')}; report: {args.output / 'report.html'}")
     return 0
 
 
@@ -264,6 +288,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     serve(Config(data=args.data.expanduser(), host=args.host, port=args.port, max_upload=limit))
     return 0
 
+#: analysis.activity.ACTIVITIES, spelled out so that building the parser imports no analysis code (a test pins it).
+ANALYZE_ACTIVITIES = ("auto", "squat", "lateral-raise", "sit-to-stand", "push-up", "gait")
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "predict": cmd_predict, "models": cmd_models, "export": cmd_export, "evaluate": cmd_evaluate,
@@ -347,11 +373,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("train", help="train or fine-tune (see 'efficientpose train --help')", add_help=False)
 
     p = sub.add_parser("analyze", help="joint angles, range of motion, symmetry, repetitions and an HTML report")
-    p.add_argument("input", type=Path, help="a video, or a video predictions JSON from 'efficientpose predict'")
+    p.add_argument("input", type=Path, nargs="?",
+                   help="a video, or a video predictions JSON/CSV from 'efficientpose predict'")
+    p.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"),
+                   help="put two analyze output folders side by side in OUTPUT/compare.html (before, after)")
     _add_model_args(p)
     p.add_argument("--output", type=Path, default=Path("efficientpose-analysis"), help="output folder")
     p.add_argument("--threshold", type=float, default=0.3, help="keypoint score below which a frame is a gap")
     p.add_argument("--backend", default="auto")
+    p.add_argument("--activity", default="auto", choices=ANALYZE_ACTIVITIES,
+                   help="preset choosing the repetition signal and thresholds (auto: the largest periodic angle)")
+    p.add_argument("--rep-signal", help="count repetitions on this angle or joint instead (e.g. knee_flexion)")
+    p.add_argument("--hampel-window", type=float, default=0.25, help="Hampel window in seconds (0: off)")
+    p.add_argument("--hampel-sigmas", type=float, default=3.0, help="Hampel outlier threshold in robust SDs")
+    p.add_argument("--max-gap", type=float, default=0.12,
+                   help="fill gaps up to this many seconds (at least one frame; negative: never fill)")
+    p.add_argument("--cutoff", type=float, default=6.0,
+                   help="Butterworth low-pass cut-off in Hz, capped at 0.8 x Nyquist (0: off)")
+    p.add_argument("--filter-order", type=int, default=4, help="overall order of the zero-lag Butterworth filter")
+    p.add_argument("--no-filter", action="store_true", help="analyse the keypoints as predicted, with no cleaning")
+    p.add_argument("--export", metavar="trc,mot,c3d",
+                   help="also write keypoints.trc, angles.mot and/or keypoints.c3d for OpenSim and lab tools")
+    p.add_argument("--slowmo", type=float, default=1.0, metavar="FACTOR",
+                   help="slow-motion factor of the footage (8: filmed at 240 fps, played at 30); times are real-world")
+    p.add_argument("--height", type=float, metavar="METRES", help="the subject's height: lengths in metres")
+    p.add_argument("--calibrate", metavar="X1,Y1,X2,Y2=METRES",
+                   help="two image points (pixels) a known distance apart: lengths in metres")
 
     p = sub.add_parser("serve", help="the local web app: upload videos, follow jobs, keep and compare sessions")
     p.add_argument("--host", default="127.0.0.1",

@@ -128,7 +128,8 @@ def predict_video(path: Path, estimator: PoseEstimator, options: PredictOptions,
         if p is not None:
             check_not_input(p, [path])
     writer = VideoPredictionsWriter(json_path, csv_path, file=str(path), width=reader.width, height=reader.height,
-                                    fps=reader.fps, model=estimator.variant.name, names=estimator.names)
+                                    fps=reader.fps, model=estimator.variant.name, names=estimator.names,
+                                    smoothing=None if options.smooth else "none")
     drawn = VideoWriter(drawn_video_path(options.output, path, stem), reader.fps) if options.draw else None
     bar = _bar(reader.frame_count, path.name, options.progress)
     try:

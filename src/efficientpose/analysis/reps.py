@@ -27,7 +27,7 @@ def rep_signal(angles: dict[str, np.ndarray], name: str = "knee_flexion") -> tup
     """
     if name == "auto":
         candidates = {n: rep_signal(angles, n)[0] for n in (*PAIRS, *ANGLE_NAMES)}
-        name = max(candidates, key=lambda n: _robust_range(candidates[n]))
+        name = max(candidates, key=lambda n: robust_range(candidates[n]))
     if name in PAIRS:
         left, right = (np.asarray(angles[n], dtype=np.float64) for n in PAIRS[name])
         both = np.isfinite(left) & np.isfinite(right)
@@ -38,7 +38,8 @@ def rep_signal(angles: dict[str, np.ndarray], name: str = "knee_flexion") -> tup
     raise ValueError(f"unknown repetition signal {name!r}: use 'auto', one of {sorted(PAIRS)} or an angle name")
 
 
-def _robust_range(signal: np.ndarray) -> float:
+def robust_range(signal: np.ndarray) -> float:
+    """The 5th-95th percentile range of the finite values (0 with fewer than two)."""
     finite = signal[np.isfinite(signal)]
     if finite.size < 2:
         return 0.0
@@ -91,8 +92,13 @@ def count_repetitions(
     dt = dt if dt > 0 else 1.0
     window = int(round(smooth_s / dt)) | 1
     s = sign * _smooth(_fill_gaps(raw), window)
-    prominence = max(min_prominence * _robust_range(raw), min_amplitude)
-    peaks, _ = find_peaks(s, prominence=prominence, distance=max(1, int(round(min_distance_s / dt))))
+    prominence = max(min_prominence * robust_range(raw), min_amplitude)
+    # The clip's ends count as the signal's low level, so a repetition cut off by the start or end still
+    # stands out by its real excursion (and is then reported incomplete).
+    low = float(np.percentile(s, 5))
+    peaks, _ = find_peaks(np.concatenate([[low], s, [low]]), prominence=prominence,
+                          distance=max(1, int(round(min_distance_s / dt))))
+    peaks = peaks - 1
 
     reps = []
     for k, p in enumerate(peaks):

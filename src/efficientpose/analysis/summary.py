@@ -38,11 +38,16 @@ def range_of_motion(
     return out
 
 
-def symmetry(left: np.ndarray, right: np.ndarray) -> dict:
+#: Both sides must move at least this much (degrees) for a symmetry index or a left/right ratio to mean anything.
+SYMMETRY_MIN_RANGE = 15.0
+
+
+def symmetry(left: np.ndarray, right: np.ndarray, min_range: float = SYMMETRY_MIN_RANGE) -> dict:
     """Left/right comparison of one joint: ranges, symmetry index and mean absolute difference.
 
     Symmetry index (Robinson et al. 1987) on the ranges of motion: 100 x (L - R) / ((L + R) / 2) percent;
-    0 = symmetric, positive = the left side moves more. None when undefined (no data, or both ranges zero).
+    0 = symmetric, positive = the left side moves more. None, with the reason in ``note``, when a side has
+    no data or moves less than ``min_range`` degrees (the index of two tiny ranges is noise).
     """
     left, right = np.asarray(left, dtype=np.float64), np.asarray(right, dtype=np.float64)
 
@@ -52,13 +57,18 @@ def symmetry(left: np.ndarray, right: np.ndarray) -> dict:
 
     lr, rr = rng(left), rng(right)
     both = np.isfinite(left) & np.isfinite(right)
-    index = None
-    if lr is not None and rr is not None and lr + rr > 0:
+    index, note = None, None
+    if lr is None or rr is None:
+        note = "a side is not measured"
+    elif min(lr, rr) < min_range:
+        note = f"not both sides move (left {lr:.1f} deg, right {rr:.1f} deg; needs {min_range:g} deg each)"
+    else:
         index = 100.0 * (lr - rr) / ((lr + rr) / 2)
     return {
         "left_range": lr,
         "right_range": rr,
         "symmetry_index": index,
+        "note": note,
         "mean_abs_difference": float(np.abs(left[both] - right[both]).mean()) if both.any() else None,
         "frames_compared": int(both.sum()),
     }
@@ -123,3 +133,37 @@ def build_summary(
             "items": repetitions,
         },
     }
+
+
+#: Segments whose length in the picture should stay constant if the movement stays in the image plane.
+SEGMENTS: dict[str, tuple[str, str]] = {
+    f"{side}_{name}": (f"{side}_{a}", f"{side}_{b}")
+    for side in ("left", "right")
+    for name, (a, b) in {"upper_arm": ("shoulder", "elbow"), "forearm": ("elbow", "wrist"),
+                         "thigh": ("hip", "knee"), "shank": ("knee", "ankle")}.items()
+} | {"trunk": ("thorax", "pelvis")}
+#: A segment whose 5th-95th percentile length range exceeds this share of its median length leaves the plane.
+OUT_OF_PLANE = 0.25
+
+
+def plane_check(keypoints: np.ndarray, available: np.ndarray, keypoint_names: tuple[str, ...]) -> dict:
+    """How much each segment's length in the picture changes over the clip; a warning when one changes by more
+    than :data:`OUT_OF_PLANE` of its length (the movement leaves the image plane: 2D angles are foreshortened)."""
+    index = {n: i for i, n in enumerate(keypoint_names)}
+    variation = {}
+    for name, (a, b) in SEGMENTS.items():
+        ok = available[:, index[a]] & available[:, index[b]]
+        if ok.sum() < 3:
+            continue
+        length = np.hypot(*(keypoints[ok, index[a], :2] - keypoints[ok, index[b], :2]).T)
+        median = float(np.median(length))
+        if median > 0:
+            lo, hi = np.percentile(length, [5, 95])
+            variation[name] = float((hi - lo) / median)
+    leaving = sorted((n for n, v in variation.items() if v > OUT_OF_PLANE), key=lambda n: -variation[n])
+    warning = None
+    if leaving:
+        worst = ", ".join(f"{n.replace('_', ' ')} {100 * variation[n]:.0f} %" for n in leaving[:4])
+        warning = (f"the movement is not in the image plane: segment lengths change by up to {worst} over the clip, "
+                   "so 2D angles there are foreshortened (film square-on to the plane of movement)")
+    return {"segment_length_variation": variation, "out_of_plane_segments": leaving, "warning": warning}

@@ -270,49 +270,24 @@ def create_app(config: Config) -> Guard:
             return not_found("choose two sessions to compare")
         if a.status != "done" or b.status != "done" or a.kind != "video" or b.kind != "video":
             return page("error.html", 409, title="Cannot compare", message="both sessions must be finished videos")
-        report = await run_in_threadpool(_analysis_comparison, a, b)
-        rows = [] if report else await run_in_threadpool(_compare, a, b)
-        return page("compare.html", title="Compare sessions", a=a, b=b, rows=rows, report=report)
+        await run_in_threadpool(_comparison, a, b)
+        return page("compare.html", title="Compare sessions", a=a, b=b)
 
-    def _comparison_folder(a: Session, b: Session) -> Path:
-        return store.data / "compare" / f"{a.id}-{b.id}"
-
-    def _analysis_comparison(a: Session, b: Session) -> bool:
-        """Whether the analysis wrote its own comparison report (kept under ``DATA/compare/<a>-<b>/``)."""
-        folder = _comparison_folder(a, b)
-        if (folder / "report.html").is_file():
-            return True
-        analyses = (store.folder(a.id) / "out" / "analysis", store.folder(b.id) / "out" / "analysis")
-        written = analysis_api.compare(analyses, folder)
-        return written is not None and written.is_file()
+    def _comparison(a: Session, b: Session) -> Path:
+        """The analysis's comparison page of two sessions, written once under ``DATA/compare/<a>-<b>/``."""
+        folder = store.data / "compare" / f"{a.id}-{b.id}"
+        path = folder / "compare.html"
+        if not path.is_file():
+            analyses = (store.folder(a.id) / "out" / "analysis", store.folder(b.id) / "out" / "analysis")
+            path = analysis_api.compare(analyses, folder)
+        return path
 
     async def comparison_report(request: Request) -> Response:
         a, b = store.get(request.query_params.get("a", "")), store.get(request.query_params.get("b", ""))
-        path = _comparison_folder(a, b) / "report.html" if a and b else None
+        path = store.data / "compare" / f"{a.id}-{b.id}" / "compare.html" if a and b else None
         if path is None or not path.is_file():
             return not_found("no comparison report")
         return FileResponse(path, media_type="text/html", headers={"content-security-policy": REPORT_CSP})
-
-    def _compare(a: Session, b: Session) -> list[tuple[str, Any, Any]]:
-        """Rows of the side-by-side table from the two sessions' summaries."""
-        import json
-
-        summaries = []
-        for s in (a, b):
-            path = store.folder(s.id) / s.outputs.get("summary", "")
-            summaries.append(json.loads(path.read_text()) if path.is_file() else {})
-        rows: list[tuple[str, Any, Any]] = [
-            ("date", _when(a.created), _when(b.created)), ("model", a.model, b.model),
-            ("activity", a.activity, b.activity),
-            ("repetitions", *(s.get("repetitions", {}).get("count") for s in summaries)),
-            ("duration (s)", *(s.get("duration") for s in summaries)),
-        ]
-        for angle in summaries[0].get("angles", {}):
-            for key in ("range", "max"):
-                values = [s.get("angles", {}).get(angle, {}).get(key) for s in summaries]
-                rows.append((f"{angle.replace('_', ' ')} {key} (deg)",
-                             *("–" if v is None else f"{v:.1f}" for v in values)))
-        return rows
 
     def _downloads(s: Session) -> list[tuple[str, str]]:
         labels = {"video": "annotated video (MP4)", "image": "annotated photo", "json": "keypoints (JSON)",

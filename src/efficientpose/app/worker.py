@@ -66,7 +66,6 @@ def run(spec: dict[str, Any], on_frame: Callable[..., None], on_phase: Callable[
         ) -> tuple[dict[str, str], dict[str, Any]]:
     """Run the job into ``spec["work"]``: (download name -> file name in the work folder, summary for the pages).
     ``on_frame`` hears the frames done, ``on_phase`` what the job is doing."""
-    from efficientpose.app.analysis_api import smooth_keypoints
     from efficientpose.inference.estimator import PoseEstimator
     from efficientpose.predict import PredictOptions, predict_files, predict_video
 
@@ -74,7 +73,7 @@ def run(spec: dict[str, Any], on_frame: Callable[..., None], on_phase: Callable[
     work.mkdir(parents=True, exist_ok=True)
     on_phase("loading the model")
     estimator = PoseEstimator(spec["model"])
-    options = PredictOptions(output=work, formats=("json", "csv"), draw=True, smooth=smooth_keypoints(),
+    options = PredictOptions(output=work, formats=("json", "csv"), draw=True, smooth=False,
                              progress=False, on_frame=on_frame)
     if spec["kind"] == "image":
         report = predict_files([source], estimator, options)
@@ -92,17 +91,19 @@ def run(spec: dict[str, Any], on_frame: Callable[..., None], on_phase: Callable[
 def _video_outputs(spec: dict[str, Any], work: Path, written: list[Path], on_frame: Callable[..., None],
                    on_phase: Callable[[str], None],
                    ) -> tuple[dict[str, str], dict[str, Any]]:
-    from efficientpose.analysis import load_predictions
+    from dataclasses import replace
+
     from efficientpose.app import analysis_api
     from efficientpose.app.media import browser_video
+    from efficientpose.io.predictions import read_video_predictions
 
-    predictions = load_predictions(work / "keypoints.json")
-    on_frame(len(predictions["frames"]), True)
+    predictions = read_video_predictions(work / "keypoints.json")
+    on_frame(len(predictions.frames), True)
     drawn = next(p for p in written if p.suffix == ".mp4")
     on_phase("encoding the video for the browser")
-    browser_video(drawn, work / "video.mp4", float(predictions["fps"]))
+    browser_video(drawn, work / "video.mp4", float(predictions.fps))
     drawn.unlink()
-    predictions["file"] = spec["filename"]  # the report names the upload, not its stored path
+    predictions = replace(predictions, file=spec["filename"])  # the report names the upload, not its stored path
     on_phase("analysing the movement")
     files, summary, notes = analysis_api.run(predictions, work / "analysis", Path(spec["input"]),
                                              spec["activity"], spec.get("height"))
@@ -123,7 +124,7 @@ def _video_outputs(spec: dict[str, Any], work: Path, written: list[Path], on_fra
 
 def _image_keypoints(path: Path) -> int:
     """How many keypoints of the photo's pose scored at least 0.3 (shown on the result page)."""
-    from efficientpose.outputs import read_image_predictions
+    from efficientpose.io.predictions import read_image_predictions
 
     keypoints = read_image_predictions(path)[0].pose.keypoints
     return int((keypoints[:, 2] >= 0.3).sum())

@@ -75,6 +75,8 @@ class VideoPredictions:
     times: np.ndarray  #: (T,) float64 seconds
     keypoints: np.ndarray  #: (T, K, 3) float64 x, y, score
     names: tuple[str, ...] = field(default=KEYPOINTS)
+    #: The optional "smoothing" field: "none" when predict ran without smoothing; None when not recorded.
+    smoothing: str | None = None
 
     def pose(self, i: int) -> Pose:
         """The i-th row as a Pose."""
@@ -191,13 +193,16 @@ class VideoPredictionsWriter(_StreamingWriter):
 
     def __init__(
         self, json_path: PathLike | None, csv_path: PathLike | None = None, *, file: str, width: int, height: int,
-        fps: float, model: str | None, names: Sequence[str] = KEYPOINTS,
+        fps: float, model: str | None, names: Sequence[str] = KEYPOINTS, smoothing: str | None = None,
     ) -> None:
         self.names = tuple(names)
         super().__init__(json_path, csv_path, video_csv_header(self.names))
         if self._json is not None:
-            head = _dumps({"file": str(file), "width": int(width), "height": int(height), "fps": _number(fps),
-                           "model": model, "frames": []})
+            meta = {"file": str(file), "width": int(width), "height": int(height), "fps": _number(fps),
+                    "model": model}
+            if smoothing is not None:  # optional: written only when given (predict: "none" with --no-smooth)
+                meta["smoothing"] = smoothing
+            head = _dumps({**meta, "frames": []})
             self._json.file.write(head[: -len("[]}")] + "[")
 
     def add(self, frame: int, time: float, pose: Pose) -> None:
@@ -371,7 +376,12 @@ def read_video_predictions(path: PathLike) -> VideoPredictions:
         frames = np.array([_csv_int(row[0], path, f"row {r + 2} frame") for r, row in enumerate(rows)], np.int64)
         times = np.array([_csv_float(row[1], path, f"row {r + 2} time") for r, row in enumerate(rows)], np.float64)
         return VideoPredictions(None, None, None, None, None, frames, times, kp, names)
-    data = _load_json(path)
+    return video_predictions_from_json(_load_json(path), path)
+
+
+def video_predictions_from_json(data: Any, path: PathLike) -> VideoPredictions:
+    """A video's predictions from the already-parsed JSON object (``path`` names it in errors)."""
+    path = Path(path)
     if not isinstance(data, dict):
         raise input_error(path, "expected a JSON object with a 'frames' list (is this an image predictions file?)")
     records = _field(data, "frames", path, "top level")
@@ -400,6 +410,7 @@ def read_video_predictions(path: PathLike) -> VideoPredictions:
         times=np.asarray(times, dtype=np.float64),
         keypoints=np.stack(rows) if rows else np.empty((0, len(names), 3), dtype=np.float64),
         names=names,
+        smoothing=_str(data.get("smoothing"), path, "smoothing", nullable=True),
     )
 
 
