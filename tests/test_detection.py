@@ -221,3 +221,36 @@ def test_decoded_boxes_cover_lsp_people(detector: BlazePoseDetector, data_dir: P
     assert found >= 0.9 * len(samples)
     assert inside >= 0.9 * len(samples)
     assert np.median(ious) >= 0.5
+
+
+# ---- crops from detections ----
+
+def test_windows_find_a_small_person_and_merge_duplicates():
+    """A fake detector that only sees a (white) person filling at least 40 % of its input: the whole image misses
+    it, the windows find it, its copies from overlapping windows merge into one, in the image's pixels."""
+    from efficientpose.detection.crop import crop_from_detection, detect_in_windows
+
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    frame[300:600, 700:900] = 255  # 200 x 300 px
+
+    class WhiteBlob:
+        calls = 0
+
+        def __call__(self, image: np.ndarray) -> list[Detection]:
+            self.calls += 1
+            h, w = image.shape[:2]
+            ys, xs = np.nonzero(image[..., 0])
+            if not len(xs) or xs.min() == 0 or ys.min() == 0 or xs.max() == w - 1 or ys.max() == h - 1:
+                return []  # nobody, or cut by the edge
+            box = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+            if box[3] - box[1] < 0.4 * max(w, h):
+                return []
+            return [Detection(box=box, score=0.5 + (box[3] - box[1]) / h / 4, keypoints=np.array([box[:2]]))]
+
+    fake = WhiteBlob()
+    assert fake(frame) == []
+    (found,) = detect_in_windows(fake, frame)
+    np.testing.assert_allclose(found.box, [700, 300, 900, 600])
+    np.testing.assert_allclose(found.keypoints, [[700, 300]])
+    assert fake.calls == 2 + 3 + 15  # the whole image twice, then the windows of 1.0 and 0.6 x 720 px
+    assert crop_from_detection(found) == (650.0, 300.0, 950.0, 600.0)

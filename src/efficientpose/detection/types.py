@@ -3,7 +3,7 @@ can be plugged in from Python: a callable from an RGB image to detections, best 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -13,8 +13,8 @@ Box = tuple[float, float, float, float]  #: x0, y0, x1, y1 in original-image pix
 
 @dataclass(frozen=True)
 class Roi:
-    """A rotated square region around a person: centre, side and rotation (radians, counter-clockwise positive
-    as MediaPipe's ``NormalizedRect.rotation``; 0 for an upright person), in original-image pixels."""
+    """A rotated square region around a person: centre, side and rotation (radians, clockwise in the image as
+    MediaPipe's ``NormalizedRect.rotation``; 0 for an upright person), in original-image pixels."""
 
     x: float
     y: float
@@ -25,6 +25,10 @@ class Roi:
         """The axis-aligned square of side :attr:`size` around the centre (ignoring rotation)."""
         half = self.size / 2
         return (self.x - half, self.y - half, self.x + half, self.y + half)
+
+    def shifted(self, dx: float, dy: float) -> Roi:
+        """The same region ``dx``, ``dy`` pixels further right and down."""
+        return replace(self, x=self.x + dx, y=self.y + dy)
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,14 @@ class Detection:
     def person_box(self) -> Box:
         """The box around the whole person (what output records call ``box``)."""
         return self.box
+
+    def shifted(self, dx: float, dy: float) -> Detection:
+        """The same detection ``dx``, ``dy`` pixels further right and down (from a crop back to its image)."""
+        move = np.array([dx, dy, dx, dy])
+        return replace(self, box=tuple(float(v) for v in np.add(self.box, move)),
+                       keypoints=np.asarray(self.keypoints) + move[:2],
+                       roi=None if self.roi is None else self.roi.shifted(dx, dy),
+                       face_box=None if self.face_box is None else tuple(float(v) for v in np.add(self.face_box, move)))
 
 
 @runtime_checkable
