@@ -106,77 +106,78 @@ def build(out: Path, lsp: Path, coco: Path, seed: int) -> None:
 
 # ---- crop policies ----
 
-POLICIES = ("whole", "search", "detector", "windows", "windows+confirm", "windows+confirm+whole")
+POLICIES = ("whole", "search", "detector", "confirmed", "staged", "staged-all")
 
 
 def measure(root: Path, model: str, policies: list[str], limit: int | None, detector_path: str | None,
             split: str = "train") -> dict:
-    """PCK@0.2 and ms per image of each crop policy; detections are computed once per image and their time
-    is added to every policy that uses them.
+    """PCK@0.2 and ms per image of each crop policy (``detection.crop``); where a policy finds nobody, the
+    whole-image pose is kept.
 
-    whole: today's default (the whole image); search: today's ``--search``; detector: the best detection on
-    the whole image, its crop; windows: the best detection over the whole image and overlapping windows;
-    windows+confirm: the pose on the crops of the :data:`CONFIRM` best of those, the surest pose kept;
-    windows+confirm+whole: the same with today's whole-image pose as one more candidate. Where no detection is
-    found, the whole-image pose is kept."""
+    whole: today's default (the whole image); search: today's ``--search``; detector: the best detection on the
+    whole image, its crop; confirmed: the pose on the crops of the two best detections on the whole image, the
+    surest kept; staged: :func:`find_people` (whole image, then windows while no pose is sure); staged-all: the
+    same, always through every pass."""
     from efficientpose.data.lsp import read_lsp
     from efficientpose.detection import BlazePoseDetector
-    from efficientpose.detection.crop import confirm_by_pose, crop_from_detection, detect_in_windows
+    from efficientpose.detection.crop import crop_from_detection, find_people
     from efficientpose.estimator import PoseEstimator
     from efficientpose.evaluate import evaluate
     from efficientpose.io import read_image
-    from efficientpose.tracking import find_person, roi_from_pose
+    from efficientpose.tracking import find_person, roi_from_pose, search_windows
 
     samples = read_lsp(root, split)[:limit]
     est = PoseEstimator(model)
     det = BlazePoseDetector(detector_path)
     preds: dict[str, dict] = {p: {} for p in policies}
     seconds = dict.fromkeys(policies, 0.0)
-    nobody = {"detector": 0, "windows": 0}
+    nobody = dict.fromkeys(policies, 0)
+    passes = {"whole image": 0, "windows 1.0": 0, "windows 0.6": 0}
     for sample in samples:
         image = read_image(sample.image)
         h, w = image.shape[:2]
-        t0 = time.perf_counter()
-        whole = est.predict(image)
-        t_whole = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        full = det(image) if "detector" in policies else []
-        t_full = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        windows = detect_in_windows(det, image) if any(p.startswith("windows") for p in policies) else []
-        t_windows = time.perf_counter() - t0
-        nobody["detector"] += not full
-        nobody["windows"] += not windows
         for policy in policies:
             t0 = time.perf_counter()
-            if policy == "whole":
-                pose, extra = whole, t_whole
-            elif policy == "search":
+            pose = None
+            if policy == "search":
+                whole = est.predict(image)
                 pose = whole if roi_from_pose(whole, w, h) is not None else find_person(est, image, whole)
-                extra = t_whole
             elif policy == "detector":
-                pose = est.predict(image, crop_from_detection(full[0])) if full else whole
-                extra = t_full + (0 if full else t_whole)
-            elif policy == "windows":
-                pose = est.predict(image, crop_from_detection(windows[0])) if windows else whole
-                extra = t_windows + (0 if windows else t_whole)
-            elif policy == "windows+confirm":
-                pose = confirm_by_pose(est, image, windows)[0][1] if windows else whole
-                extra = t_windows + (0 if windows else t_whole)
-            elif policy == "windows+confirm+whole":
-                poses = [p for _, p in confirm_by_pose(est, image, windows)] if windows else []
-                pose = max([*poses, whole], key=lambda p: float(p.scores.mean()))
-                extra = t_windows + t_whole
-            else:
+                if found := det(image):
+                    pose = est.predict(image, crop_from_detection(found[0]))
+            elif policy in ("confirmed", "staged", "staged-all"):
+                stages = ((),) if policy == "confirmed" else ((), (1.0,), (0.6,))
+                counting = _Counting(det)
+                found = find_people(counting, est, image, stages, sure=2.0 if policy == "staged-all" else 0.4)
+                if found:
+                    pose = found[0][1]
+                if policy == "staged":
+                    first = 1 + len(search_windows(w, h, (1.0,)))
+                    passes[list(passes)[0 if counting.calls == 1 else 1 if counting.calls == first else 2]] += 1
+            elif policy != "whole":
                 raise SystemExit(f"unknown policy {policy}; choose from {', '.join(POLICIES)}")
-            seconds[policy] += time.perf_counter() - t0 + extra
+            if pose is None:
+                nobody[policy] += policy != "whole"
+                pose = est.predict(image)
+            seconds[policy] += time.perf_counter() - t0
             preds[policy][sample.id] = pose
-    result = {"model": model, "root": str(root), "n": len(samples), "nobody_detected": nobody, "pck@0.2": {},
-              "ms_per_image": {}}
+    result = {"model": model, "root": str(root), "split": split, "n": len(samples), "nobody_detected": nobody,
+              "staged_stopped_after": passes, "pck@0.2": {}, "ms_per_image": {}}
     for policy in policies:
         result["pck@0.2"][policy] = round(evaluate(samples, preds[policy], alpha=0.2).mean, 2)
         result["ms_per_image"][policy] = round(1000 * seconds[policy] / len(samples), 1)
     return result
+
+
+class _Counting:
+    """A detector that counts its calls (to tell how many passes :func:`find_people` ran)."""
+
+    def __init__(self, detector) -> None:  # noqa: ANN001
+        self.detector, self.calls = detector, 0
+
+    def __call__(self, image: np.ndarray) -> list:
+        self.calls += 1
+        return self.detector(image)
 
 
 def main(argv: list[str] | None = None) -> int:
