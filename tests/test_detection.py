@@ -254,3 +254,66 @@ def test_windows_find_a_small_person_and_merge_duplicates():
     np.testing.assert_allclose(found.keypoints, [[700, 300]])
     assert fake.calls == 1 + 3 + 15  # the whole image, then the windows of 1.0 and 0.6 x 720 px
     assert crop_from_detection(found) == (650.0, 300.0, 950.0, 600.0)
+
+
+def test_find_people_stops_at_the_first_sure_pass():
+    """Passes run coarse to fine only while no confirmed pose is sure; every confirmed pose is returned."""
+    from types import SimpleNamespace
+
+    from efficientpose.detection.crop import find_people
+
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    calls = []
+
+    def detector(image: np.ndarray) -> list[Detection]:
+        calls.append(image.shape[:2])
+        side = image.shape[0] / 2
+        return [Detection(box=(0.0, 0.0, side, side), score=0.9)]
+
+    class Estimator:
+        def __init__(self, sure_from_side: float) -> None:
+            self.sure_from_side = sure_from_side
+
+        def predict_batch(self, images, rois):  # noqa: ANN001, ANN201
+            return [SimpleNamespace(scores=np.full(16, 0.9 if r[2] - r[0] <= self.sure_from_side else 0.1))
+                    for r in rois]
+
+    found = find_people(detector, Estimator(1000), frame)
+    assert len(calls) == 1 and len(found) == 1  # sure on the whole image: no windows
+    calls.clear()
+    found = find_people(detector, Estimator(300), frame)  # sure only in windows of 0.6 x 720 = 432 px
+    assert len(calls) == 1 + 3 + 15 and np.mean(found[0][1].scores) == 0.9
+    # the 2 best detections of each pass are confirmed: 1 + 2 + 2, surest first
+    assert [np.mean(p.scores) for _, p in found] == pytest.approx([0.9, 0.9, 0.1, 0.1, 0.1])
+
+
+def test_small_people_are_found_on_real_images(detector: BlazePoseDetector, data_dir: Path):
+    """Four LSP people pasted at 35 % of the height of a 1280 x 720 frame on a smooth random texture: the whole
+    image gives RT nothing, the detector's crops give it most joints (PCK@0.2 with LSP's torso normaliser)."""
+    import cv2
+
+    from efficientpose.data.lsp import read_lsp
+    from efficientpose.detection.crop import find_people
+    from efficientpose.estimator import PoseEstimator
+    from efficientpose.evaluate import evaluate
+
+    rng = np.random.default_rng(0)
+    estimator = PoseEstimator("rt", backend="onnxruntime")
+    samples, whole, found = [], {}, {}
+    for sample in read_lsp(data_dir / "lsp", "train")[100:500:100]:
+        frame = cv2.resize(rng.integers(0, 256, (9, 16, 3), dtype=np.uint8), (1280, 720), interpolation=cv2.INTER_CUBIC)
+        person = read_image(sample.image)
+        h, w = person.shape[:2]
+        new_h = 252
+        new_w = round(w * new_h / h)
+        x0, y0 = int(rng.integers(0, 1280 - new_w)), int(rng.integers(0, 720 - new_h))
+        frame[y0:y0 + new_h, x0:x0 + new_w] = cv2.resize(person, (new_w, new_h), interpolation=cv2.INTER_AREA)
+        joints = sample.joints * [new_w / w, new_h / h] + [x0, y0]
+        moved = type(sample)(**{**sample.__dict__, "joints": joints, "norm_size": sample.norm_size * new_h / h})
+        samples.append(moved)
+        whole[sample.id] = estimator.predict(frame)
+        people = find_people(detector, estimator, frame)
+        assert people, sample.id
+        found[sample.id] = people[0][1]
+    assert evaluate(samples, whole, alpha=0.2).mean < 20
+    assert evaluate(samples, found, alpha=0.2).mean >= 60
