@@ -7,7 +7,6 @@ plain numpy arrays and dicts. Angle definitions and sign conventions: docs/analy
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,18 +74,26 @@ class Analysis:
 
 
 def load_predictions(path: str | os.PathLike) -> dict:
-    """Read a predict-command JSON file; :class:`InputError` naming the file if it is unreadable or malformed."""
+    """Read a predict-command video JSON through the prediction files' one reader, which validates it (values,
+    time order, size, nesting); :class:`InputError` naming ``path`` if it is unreadable, malformed or empty."""
+    from efficientpose.io.predictions import read_video_predictions
+
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read predictions ({exc.strerror or exc})") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not a predictions JSON file ({exc})") from exc
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: not a predictions JSON file (expected an object with 'frames')")
-    data.setdefault("file", str(path))
-    return data
+    video = read_video_predictions(path)
+    if not len(video.frames):
+        raise InputError(f"{path}: no frames (expected the predict command's per-video JSON with a 'frames' list)")
+    fields = ("x", "y", "score")
+    frames = [{"frame": int(n), "time": float(t),
+               "keypoints": {name: dict(zip(fields, map(_json_number, point), strict=True))
+                             for name, point in zip(video.names, kp, strict=True)}}
+              for n, t, kp in zip(video.frames, video.times, video.keypoints, strict=True)]
+    meta = {"file": video.file or str(path), "width": video.width, "height": video.height, "fps": video.fps,
+            "model": video.model}
+    return {**{k: v for k, v in meta.items() if v is not None}, "frames": frames}
+
+
+def _json_number(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 def predictions_to_arrays(predictions: dict, source: str = "predictions") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
