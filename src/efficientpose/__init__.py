@@ -5,13 +5,14 @@ The public API: ``load_model``, ``PoseEstimator``, ``Pose``, ``KEYPOINTS``. Heav
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from efficientpose.pose import Pose
-from efficientpose.skeleton import KEYPOINTS
-
+TYPE_CHECKING = False  # not imported from typing: the console script's entry imports this package first, and
+# installs its interrupt handlers only after that (efficientpose.entry), so this module imports nothing.
 if TYPE_CHECKING:
+    from typing import Any
+
     from efficientpose.inference.estimator import PoseEstimator
+    from efficientpose.pose import Pose
+    from efficientpose.skeleton import KEYPOINTS
     from efficientpose.weights.hub import load_model
 
 __all__ = ["KEYPOINTS", "Pose", "PoseEstimator", "load_model"]
@@ -19,6 +20,14 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
+    if name == "Pose":
+        from efficientpose.pose import Pose
+
+        return Pose
+    if name == "KEYPOINTS":
+        from efficientpose.skeleton import KEYPOINTS
+
+        return KEYPOINTS
     if name == "PoseEstimator":
         from efficientpose.inference.estimator import PoseEstimator
 

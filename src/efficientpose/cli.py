@@ -1,16 +1,19 @@
 """The ``efficientpose`` command. Thin: parses flags, calls the library, turns errors into one-line messages.
 
-Exit codes: 0 success, 1 some input failed (the rest were processed) or a run error, 2 usage error.
+Exit codes: 0 success, 1 some input failed (the rest were processed) or a run error, 2 usage error, 130 Ctrl-C,
+143 SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from efficientpose.errors import EfficientPoseError, UsageError, report
+from efficientpose.entry import interrupted, raise_on_interrupts, restore_handlers
+from efficientpose.errors import EfficientPoseError, UsageError, one_line, report
 
 
 class _Parser(argparse.ArgumentParser):
@@ -411,8 +414,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``efficientpose`` console script."""
+    """Run ``efficientpose <argv>``: exit code 0, 1 (some input failed, or a run error), 2 (usage error),
+    130 (Ctrl-C) or 143 (SIGTERM); partial outputs are removed on every way out."""
+    previous = raise_on_interrupts()
+    show = warnings.showwarning
+    warnings.showwarning = _one_line_warning
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as Terminated
+        from efficientpose.io.atomic import remove_temporaries
+
+        remove_temporaries()  # whatever moment it came at
+        return interrupted(exc)
+    finally:
+        warnings.showwarning = show
+        restore_handlers(previous)
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      file: object = None, line: str | None = None) -> None:
+    """Any warning that reaches the terminal is one line of ours, never a library's source line."""
+    print(f"efficientpose: warning: {one_line(message)}", file=sys.stderr)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is shown as \xNN, never a traceback
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     if argv and argv[0] == "train":  # its own flag set (config files, overrides), shared with torchrun's -m entry
         from efficientpose.train.cli_args import main as train_main
 
@@ -429,10 +458,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"efficientpose {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from efficientpose.entry import main as entry_main
+
+    sys.exit(entry_main())

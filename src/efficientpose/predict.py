@@ -6,7 +6,8 @@ decodes ahead while the model runs, frames go through in batches, and outputs ar
 
 from __future__ import annotations
 
-import queue
+import collections
+import errno
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -17,15 +18,15 @@ from typing import TypeVar
 import numpy as np
 from tqdm import tqdm
 
-from efficientpose.errors import EfficientPoseError, InputError
+from efficientpose.errors import EfficientPoseError, UsageError, input_error
 from efficientpose.inference.estimator import PoseEstimator, Prepared
 from efficientpose.inference.tracking import DEFAULT_SMOOTHING, SmoothingParams, find_person, roi_from_pose, track
-from efficientpose.io.atomic import check_not_input
+from efficientpose.io.atomic import check_not_input, check_writable_folder
 from efficientpose.io.draw import annotated_path, draw_pose, save_image
 from efficientpose.io.images import read_image
 from efficientpose.io.inputs import expand_inputs
 from efficientpose.io.predictions import ImagePredictionsWriter, VideoPredictionsWriter
-from efficientpose.io.video import VideoReader, VideoWriter, batched
+from efficientpose.io.video import VideoReader, VideoWriter, batched, held_bytes
 from efficientpose.pose import Pose
 
 T = TypeVar("T")
@@ -46,6 +47,12 @@ class PredictOptions:
     threshold: float = 0.3
     progress: bool | None = None  #: None: show a bar only when stderr is a terminal
     on_frame: Callable[[int], None] | None = None  #: called after each video frame with the frames done so far
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0:  # NaN fails too
+            raise UsageError(f"--threshold must be a score in [0, 1], got {self.threshold}")
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
 
     def output_paths(self, stem: str) -> tuple[Path | None, Path | None]:
         """(JSON, CSV) paths ``output/<stem>.json`` and ``.csv``, each None unless ``formats`` asks for it."""
@@ -69,36 +76,74 @@ def _bar(total: int | None, desc: str, enabled: bool | None) -> tqdm:
     return tqdm(total=total, desc=desc, unit="it", disable=not show, leave=False, dynamic_ncols=True)
 
 
-def prefetch(items: Iterable[T], depth: int = 16) -> Iterator[T]:
-    """Iterate ``items`` produced by a background thread (decode overlaps inference); errors re-raise here."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
+#: Frames or images decoded ahead of the model hold at most this many bytes of pixels (besides the one being
+#: decoded): a stream of giant frames is read one ahead, not ``depth`` ahead.
+READ_AHEAD_BYTES = 128 * 2**20
+
+
+def prefetch(items: Iterable[T], depth: int = 16, max_bytes: int = READ_AHEAD_BYTES) -> Iterator[T]:
+    """Iterate ``items`` produced by a background thread (decode overlaps inference); errors re-raise here.
+    At most ``depth`` items wait, and the next is produced only while those waiting hold < ``max_bytes``."""
+    cond = threading.Condition()
+    waiting: collections.deque = collections.deque()
+    held = [0, 0]  # bytes in ``waiting``; bytes of the last item produced
+    asked = threading.Event()  # the consumer waits for an item (it is done with the one before)
+    stopped = threading.Event()
     done = object()
-    stop = threading.Event()
+
+    def room() -> bool:  # a large item is decoded only once the consumer is done with the one before
+        return stopped.is_set() or (len(waiting) < depth and held[0] < max_bytes
+                                    and (held[1] < max_bytes or asked.is_set()))
+
+    def put(item: object, size: int = 0) -> None:
+        with cond:
+            waiting.append((item, size))
+            held[0] += size
+            cond.notify_all()
 
     def work() -> None:
         try:
-            for item in items:
-                if stop.is_set():
+            iterator = iter(items)
+            while True:
+                with cond:  # room first, then decode: a giant frame is never decoded while another is held
+                    cond.wait_for(room)
+                if stopped.is_set():
                     return
-                q.put(item)
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    break
+                held[1] = held_bytes(item)
+                put(item, held[1])
+                del item
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            q.put(exc)
-        q.put(done)
+            put(exc)
+        put(done)
 
     thread = threading.Thread(target=work, daemon=True)
     thread.start()
     try:
-        while (item := q.get()) is not done:
+        while True:
+            with cond:
+                asked.set()
+                cond.notify_all()
+                cond.wait_for(lambda: bool(waiting))
+                asked.clear()
+                item, size = waiting.popleft()
+                held[0] -= size
+                cond.notify_all()
+            if item is done:
+                return
             if isinstance(item, BaseException):
                 raise item
             yield item
+            del item  # not held while the next one is awaited
     finally:
-        stop.set()
-        while thread.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                thread.join(0.01)
+        with cond:
+            stopped.set()
+            waiting.clear()
+            cond.notify_all()
+        thread.join()
 
 
 def drawn_video_path(out_dir: Path, video: Path, stem: str | None = None) -> Path:
@@ -106,16 +151,44 @@ def drawn_video_path(out_dir: Path, video: Path, stem: str | None = None) -> Pat
     return Path(out_dir) / f"{stem or Path(video).stem}_pose.mp4"
 
 
-def unique_name(name: str, used: set[str]) -> str:
+#: The longest file name (in bytes) the common file systems allow; output names are shortened to fit it.
+NAME_MAX = 255
+
+
+def _fit(stem: str, rest: str, max_bytes: int) -> str:
+    """``stem + rest`` with ``stem`` shortened (whole characters) until the name fits in ``max_bytes``."""
+    while stem and len((stem + rest).encode("utf-8", "surrogateescape")) > max_bytes:
+        stem = stem[:-1]
+    return stem + rest
+
+
+def unique_name(name: str, used: set[str], max_bytes: int = NAME_MAX) -> str:
     """``name`` or, if this run already wrote it, ``<stem>-2<suffix>``, ``-3`` ...: same-named inputs from
-    different folders never overwrite each other's outputs."""
+    different folders never overwrite each other's outputs. A name longer than ``max_bytes`` is shortened."""
     stem, dot, suffix = name.rpartition(".") if "." in name else (name, "", "")
-    candidate, n = name, 1
+    candidate, n = _fit(stem, f"{dot}{suffix}", max_bytes), 1
     while candidate in used:
         n += 1
-        candidate = f"{stem}-{n}{dot}{suffix}"
+        candidate = _fit(stem, f"-{n}{dot}{suffix}", max_bytes)
     used.add(candidate)
     return candidate
+
+
+#: Output errors that no other input would escape (a full disk, a read-only or foreign folder): they end the
+#: run with one line naming the output path, keeping what was finished.
+_FATAL_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def _per_file_error(path: Path, exc: Exception) -> EfficientPoseError:
+    """The error of one input that failed (its outputs not written), or raise ``exc`` if the run cannot go on."""
+    if isinstance(exc, EfficientPoseError):
+        return exc
+    if isinstance(exc, OSError):
+        if exc.errno in _FATAL_OUTPUT_ERRNOS:
+            raise exc
+        where = f"{exc.filename}: " if exc.filename else ""
+        return input_error(path, f"its outputs could not be written ({where}{exc.strerror or exc})")
+    return input_error(path, f"could not be processed ({type(exc).__name__}: {exc})")
 
 
 def predict_video(path: Path, estimator: PoseEstimator, options: PredictOptions,
@@ -130,14 +203,24 @@ def predict_video(path: Path, estimator: PoseEstimator, options: PredictOptions,
     writer = VideoPredictionsWriter(json_path, csv_path, file=str(path), width=reader.width, height=reader.height,
                                     fps=reader.fps, model=estimator.variant.name, names=estimator.names,
                                     smoothing=None if options.smooth else "none")
-    drawn = VideoWriter(drawn_video_path(options.output, path, stem), reader.fps) if options.draw else None
+    drawn = None
+    if options.draw:  # opened at the frame size now: a frame too large for a written video fails before the run
+        try:
+            drawn = VideoWriter(drawn_video_path(options.output, path, stem), reader.fps,
+                                size=(reader.width, reader.height))
+        except BaseException as exc:
+            writer.abort()
+            reader.close()
+            if isinstance(exc, ValueError):
+                raise input_error(path, f"no annotated copy can be written ({exc}); run it without --draw") from exc
+            raise
     bar = _bar(reader.frame_count, path.name, options.progress)
     try:
         for frame, pose in track(prefetch(reader), estimator, batch_size=options.batch_size, roi=options.roi,
                                  smooth=options.smoothing if options.smooth else None, threshold=options.threshold):
             writer.add(frame.index, frame.time, pose)
-            if drawn is not None:
-                drawn.write(draw_pose(frame.image, pose, threshold=options.threshold))
+            if drawn is not None:  # the frame is done with: drawn on and converted in its own memory
+                drawn.write(draw_pose(frame.image, pose, threshold=options.threshold, in_place=True), consume=True)
             bar.update(1)
             if options.on_frame is not None:
                 options.on_frame(writer.count)
@@ -168,12 +251,13 @@ def image_poses(paths: list[Path], estimator: PoseEstimator, batch_size: int = 8
         for p in paths:
             try:
                 image = read_image(p)
-            except InputError as exc:
+                prepared = estimator.prepare(image)
+            except Exception as exc:  # one bad file never stops the batch
                 if errors is None:
                     raise
-                errors.append(exc)
+                errors.append(_per_file_error(p, exc))
                 continue
-            yield p, image, estimator.prepare(image)
+            yield p, image, prepared
 
     for chunk in batched(prefetch(read(), depth=2 * batch_size), batch_size):
         poses = estimator.predict_prepared([prepared for _, _, prepared in chunk])
@@ -181,6 +265,7 @@ def image_poses(paths: list[Path], estimator: PoseEstimator, batch_size: int = 8
             if search and roi_from_pose(pose, image.shape[1], image.shape[0], threshold) is None:
                 pose = find_person(estimator, image, pose)
             yield p, image, pose
+        del chunk, image  # a large image is not held while the next one is decoded
 
 
 def predict_files(inputs: Iterable[str | Path], estimator: PoseEstimator, options: PredictOptions) -> PredictReport:
@@ -198,11 +283,14 @@ def predict_files(inputs: Iterable[str | Path], estimator: PoseEstimator, option
     videos = [i.path for i in items if i.kind == "video"]
     used: set[str] = {"predictions.json", "predictions.csv"}
     drawn_names = {p: unique_name(annotated_path(options.output, p).name, used) for p in images} if options.draw else {}
-    stems = [Path(unique_name(f"{v.stem}.json", used)).stem for v in videos]
+    # a stem leaves room for its longest output name, <stem>_pose.mp4
+    stems = [Path(unique_name(f"{v.stem}.json", used, NAME_MAX - len("_pose.mp4") + len(".json"))).stem
+             for v in videos]
     if options.draw:  # an annotated copy must never replace an input (e.g. a.mp4 -> a_pose.mp4 given too)
         for video, stem in zip(videos, stems, strict=True):
             check_not_input(drawn_video_path(options.output, video, stem), images + videos)
     options.output.mkdir(parents=True, exist_ok=True)
+    check_writable_folder(options.output)  # a read-only output folder: one line now, not one per input
     if images:
         json_path, csv_path = options.output_paths("predictions")
         for p in (json_path, csv_path):
@@ -218,8 +306,12 @@ def predict_files(inputs: Iterable[str | Path], estimator: PoseEstimator, option
                 if options.draw:
                     target = options.output / drawn_names[p]
                     check_not_input(target, images)
-                    report.outputs.append(save_image(target, draw_pose(img, pose, threshold=options.threshold),
-                                                     like=p))
+                    try:
+                        report.outputs.append(save_image(target, draw_pose(img, pose, threshold=options.threshold),
+                                                         like=p))
+                    except (OSError, ValueError) as exc:  # its record stands; the copy is reported missing
+                        report.errors.append(_per_file_error(p, exc))
+                del img  # a large image is not held while the next one is decoded
                 bar.update(1)
         except BaseException:
             writer.abort()
@@ -234,6 +326,6 @@ def predict_files(inputs: Iterable[str | Path], estimator: PoseEstimator, option
         try:
             report.outputs.extend(predict_video(video, estimator, options, report, stem))
             report.videos += 1
-        except InputError as exc:
-            report.errors.append(exc)
+        except Exception as exc:  # one bad file never stops the batch (a full disk does, keeping finished files)
+            report.errors.append(_per_file_error(video, exc))
     return report

@@ -89,12 +89,18 @@ class Analysis:
 
 
 def load_predictions(predictions: dict | str | os.PathLike | VideoPredictions) -> VideoPredictions:
-    """A video's predictions from a JSON or CSV file, the JSON's dict, or as read already."""
+    """A video's predictions from a JSON or CSV file, the JSON's dict, or as read already; InputError naming the
+    file (or the recorded video) when there is not a single frame to analyse."""
     if isinstance(predictions, VideoPredictions):
-        return predictions
-    if isinstance(predictions, dict):
-        return video_predictions_from_json(predictions, str(predictions.get("file") or "predictions"))
-    return read_video_predictions(predictions)
+        data, source = predictions, predictions.file or "predictions"
+    elif isinstance(predictions, dict):
+        source = str(predictions.get("file") or "predictions")
+        data = video_predictions_from_json(predictions, source)
+    else:
+        data, source = read_video_predictions(predictions), str(predictions)
+    if data.keypoints.shape[0] == 0:
+        raise InputError(f"{source}: no frames (expected the predict command's per-video predictions)")
+    return data
 
 
 def mpii_keypoints(predictions: VideoPredictions, source: str | None = None) -> np.ndarray:
@@ -176,8 +182,6 @@ def compute(
         raise ValueError(f"unknown activity {activity!r}: use one of {', '.join(ACTIVITIES)}")
     data = load_predictions(predictions)
     source = str(predictions) if isinstance(predictions, (str, os.PathLike)) else data.file or "predictions"
-    if data.keypoints.shape[0] == 0:
-        raise InputError(f"{source}: no frames (expected the predict command's per-video predictions)")
     times, frames = data.times, data.frames
     if not np.isfinite(times).all():
         if data.fps:

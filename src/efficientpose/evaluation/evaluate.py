@@ -22,6 +22,7 @@ from efficientpose.data.sample import Sample
 from efficientpose.errors import DatasetError, InputError, UsageError
 from efficientpose.evaluation import metrics
 from efficientpose.io.atomic import atomic_write_bytes
+from efficientpose.io.predictions import load_json, number
 from efficientpose.pose import Pose
 from efficientpose.skeleton import KEYPOINTS, MPII_DATASET_ORDER, remap
 
@@ -39,24 +40,11 @@ _PART_ORDER = ("head_top", "upper_neck", "thorax", "pelvis", "shoulder", "elbow"
 PoseLike = Pose | np.ndarray
 
 
-def _number(value: Any) -> float | None:
-    if value is None:
-        return math.nan
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
 def load_predictions(path: Path) -> dict[str, Pose]:
     """Read a ``predict`` JSON list of ``{"file", "keypoints": {name: {"x", "y", "score"}}, ...}`` records,
     keyed by ``file`` as written (or by an optional sample ``id``). Records without keypoints are skipped."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read predictions ({exc.strerror or type(exc).__name__})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not a JSON predictions file ({type(exc).__name__})") from None
+    data = load_json(path)  # the prediction files' reader: size, nesting and JSON validity, one line naming path
     if not isinstance(data, list):
         raise InputError(f"{path}: expected a JSON list of prediction records, got {type(data).__name__}")
     out: dict[str, Pose] = {}
@@ -75,10 +63,9 @@ def load_predictions(path: Path) -> dict[str, Pose]:
             raise InputError(f"{path}: record {i} 'keypoints' is not an object")
         rows = []
         for name, kp in keypoints.items():
-            values = [_number(kp.get(k)) for k in ("x", "y", "score")] if isinstance(kp, dict) else [None]
-            if not isinstance(kp, dict) or "x" not in kp or "y" not in kp or None in values:
+            if not isinstance(kp, dict) or "x" not in kp or "y" not in kp:
                 raise InputError(f"{path}: record {i} keypoint '{name}' needs numeric x, y (and score)")
-            rows.append(values)
+            rows.append([number(kp.get(k), path, f"record {i} keypoint '{name}' {k}") for k in ("x", "y", "score")])
         out[key] = Pose(np.asarray(rows, dtype=np.float64), tuple(keypoints))
     return out
 

@@ -4,11 +4,13 @@ smoothing. Used by the predict job (videos, and photos with ``--search``) and th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
+from efficientpose.errors import UsageError
 from efficientpose.inference.estimator import Box, PoseEstimator
 from efficientpose.inference.smoothing import OneEuroFilter
 from efficientpose.io.video import Frame, batched
@@ -22,6 +24,14 @@ class SmoothingParams:
     min_cutoff: float = 1.0
     beta: float = 0.05
     d_cutoff: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("min_cutoff", "d_cutoff"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise UsageError(f"--{name.replace('_', '-')} must be a positive number of Hz, got {value}")
+        if not (math.isfinite(self.beta) and self.beta >= 0):
+            raise UsageError(f"--beta must be a number >= 0, got {self.beta}")
 
 
 DEFAULT_SMOOTHING = SmoothingParams()
@@ -63,26 +73,43 @@ SEARCH_INTERVAL = 0.5
 MAX_SEARCH_INTERVAL = 4.0
 #: Sides of the search windows, as fractions of the frame's shorter side; neighbouring windows overlap by half.
 SEARCH_SCALES = (1.0, 0.6)
+#: At most this many search windows per scale (a 16:9 frame needs 3 and 15; a very elongated one would need one
+#: per few pixels of its length, so there the windows spread out and overlap less), run this many per batch.
+MAX_SEARCH_WINDOWS = 32
+SEARCH_BATCH = 8
 
 
-def search_windows(width: int, height: int, scales: tuple[float, ...] = SEARCH_SCALES) -> list[Box]:
-    """Overlapping square windows covering the frame at each scale (a fraction of its shorter side)."""
+def search_windows(width: int, height: int, scales: tuple[float, ...] = SEARCH_SCALES,
+                   limit: int = MAX_SEARCH_WINDOWS) -> list[Box]:
+    """Overlapping square windows covering the frame at each scale (a fraction of its shorter side), at most
+    ``limit`` per scale."""
     boxes: list[Box] = []
     for scale in scales:
         side = scale * min(width, height)
-        xs = np.linspace(0, width - side, max(1, int(np.ceil((width - side) / (side / 2))) + 1))
-        ys = np.linspace(0, height - side, max(1, int(np.ceil((height - side) / (side / 2))) + 1))
+        nx = max(1, int(np.ceil((width - side) / (side / 2))) + 1)
+        ny = max(1, int(np.ceil((height - side) / (side / 2))) + 1)
+        if nx * ny > limit:  # fewer positions along the longer axis (its count is the large one)
+            if nx >= ny:
+                ny = min(ny, limit)
+                nx = max(1, limit // ny)
+            else:
+                nx = min(nx, limit)
+                ny = max(1, limit // nx)
+        xs, ys = np.linspace(0, width - side, nx), np.linspace(0, height - side, ny)
         boxes += [(float(x), float(y), float(x + side), float(y + side)) for y in ys for x in xs]
     return boxes
 
 
 def find_person(estimator: PoseEstimator, image: np.ndarray, pose: Pose) -> Pose:
     """Search one frame for a person too small for the whole-frame pass to be sure of: run the network on the
-    :func:`search_windows` crops in one batch, take the most confident pose, look again around its likelier
-    keypoints (:func:`search_box`), and return the best of these and ``pose`` by mean score."""
+    :func:`search_windows` crops (in batches of ``SEARCH_BATCH``), take the most confident pose, look again around
+    its likelier keypoints (:func:`search_box`), and return the best of these and ``pose`` by mean score."""
     height, width = image.shape[:2]
     windows = search_windows(width, height)
-    candidates = [pose, *estimator.predict_batch([image] * len(windows), windows)]
+    candidates = [pose]
+    for start in range(0, len(windows), SEARCH_BATCH):  # bounded batches: memory does not grow with the frame
+        part = windows[start : start + SEARCH_BATCH]
+        candidates += estimator.predict_batch([image] * len(part), part)
     best = max(candidates, key=lambda p: p.scores.mean())
     if (box := search_box(best, width, height)) is not None:
         closer = estimator.predict(image, box)

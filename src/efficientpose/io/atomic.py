@@ -15,10 +15,50 @@ from typing import IO, Any, Self
 from efficientpose.errors import UsageError, one_line
 from efficientpose.io import PathLike
 
+#: Longest suffix a temporary name keeps (writers pick formats by suffix: ".json", ".mp4", ".jpeg").
+_MAX_TEMP_SUFFIX = 16
+
+
+#: Temporary names handed out and not yet renamed or deleted: an interrupt that comes at an unlucky moment (say,
+#: between a file's creation and its writer's bookkeeping) still leaves none behind (:func:`remove_temporaries`).
+_PENDING: set[Path] = set()
+
 
 def temp_sibling(path: Path) -> Path:
-    """A fresh hidden name in ``path``'s folder that keeps its suffix (writers pick formats by suffix)."""
-    return path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}")
+    """A fresh, short hidden name in ``path``'s folder that keeps its suffix (writers pick formats by suffix).
+    Short whatever ``path``'s name, so that a legal output name never turns into an illegal temporary one."""
+    suffix = path.suffix if len(path.suffix.encode("utf-8", "surrogateescape")) <= _MAX_TEMP_SUFFIX else ""
+    temp = path.with_name(f".ep-{secrets.token_hex(4)}.tmp{suffix}")
+    _PENDING.add(temp)
+    return temp
+
+
+def forget_temp(temp: Path) -> None:
+    """``temp`` was renamed into place or deleted."""
+    _PENDING.discard(temp)
+
+
+def remove_temporaries() -> None:
+    """Delete every temporary file of this process that is still there (called when a run is interrupted)."""
+    for temp in list(_PENDING):
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        forget_temp(temp)
+
+
+def named_os_error(exc: OSError, path: PathLike) -> OSError:
+    """``exc`` told about the output ``path`` the user asked for (a temporary name means nothing to them)."""
+    return OSError(exc.errno, exc.strerror or str(exc), os.fspath(path))
+
+
+def check_writable_folder(folder: PathLike) -> None:
+    """Raise OSError naming ``folder`` unless a file can be created in it (read-only, foreign or full of inodes)."""
+    temp = temp_sibling(Path(folder) / "probe")
+    try:
+        os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as exc:
+        raise named_os_error(exc, folder) from exc
+    temp.unlink()
 
 
 def _fsync(path: Path) -> None:
@@ -43,9 +83,12 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
             raise OSError(f"{final}: nothing was written")
         _fsync(temp)
         os.replace(temp, final)
+    except OSError as exc:
+        raise named_os_error(exc, final) from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
+        forget_temp(temp)
 
 
 class CloseOrAbort:
@@ -88,7 +131,10 @@ class AtomicFile:
         encoding = None if "b" in self.mode else self.encoding
         newline = None if "b" in self.mode else self.newline
         # O_EXCL: never clobber; 0o666 lets the umask decide permissions like a normal open() would.
-        fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except OSError as exc:
+            raise named_os_error(exc, self.path) from exc
         self.file: IO[Any] = os.fdopen(fd, self.mode, encoding=encoding, newline=newline)
         self.done = False
 
@@ -101,6 +147,10 @@ class AtomicFile:
             os.fsync(self.file.fileno())
             self.file.close()
             os.replace(self.temp, self.path)
+            forget_temp(self.temp)
+        except OSError as exc:  # a full disk, a lost folder: named by the output path, nothing left behind
+            self.discard()
+            raise named_os_error(exc, self.path) from exc
         except BaseException:
             self.discard()
             raise
@@ -116,6 +166,7 @@ class AtomicFile:
             self.file.close()
         with contextlib.suppress(FileNotFoundError):
             self.temp.unlink()
+        forget_temp(self.temp)
 
     def __enter__(self) -> IO[Any]:
         return self.file

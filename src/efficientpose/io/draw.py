@@ -5,6 +5,7 @@ from __future__ import annotations
 import colorsys
 import contextlib
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -72,13 +73,14 @@ def _fixed(x: float, y: float) -> tuple[int, int]:
 
 def draw_pose(
     image_rgb: np.ndarray, pose: Pose, *, threshold: float = 0.3,
-    skeleton: Skeleton | Sequence[tuple[int, int]] = MPII_LIMBS,
+    skeleton: Skeleton | Sequence[tuple[int, int]] = MPII_LIMBS, in_place: bool = False,
 ) -> np.ndarray:
-    """A copy of the image with the pose drawn: limbs coloured by side, then keypoint markers on top.
+    """A copy of the image with the pose drawn: limbs coloured by side, then keypoint markers on top
+    (``in_place``: drawn on ``image_rgb`` itself, an (H, W, 3) uint8 array, which saves a copy of a large frame).
 
     Keypoints scoring below ``threshold`` (or not finite), and the limbs touching them, are left out.
     """
-    canvas = to_rgb_array(image_rgb).copy()
+    canvas = image_rgb if in_place else to_rgb_array(image_rgb).copy()
     limbs = tuple(skeleton.limbs if isinstance(skeleton, Skeleton) else skeleton)
     kp = np.asarray(pose.keypoints, dtype=np.float64)
     names = tuple(pose.names)
@@ -116,8 +118,10 @@ def annotated_path(out_dir: PathLike, input_path: PathLike) -> Path:
 
 def _rgb_icc_profile(path: PathLike) -> bytes | None:
     """The input's ICC profile if it is an RGB one (pixels stay in the input's colour space), else None."""
-    with contextlib.suppress(Exception), Image.open(path) as img:
-        icc = img.info.get("icc_profile")
+    with contextlib.suppress(Exception), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the input was read already; its decoder's warnings were dealt with then
+        with Image.open(path) as img:
+            icc = img.info.get("icc_profile")
         if isinstance(icc, bytes) and icc[16:20] == b"RGB ":
             return icc
     return None

@@ -17,8 +17,23 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from efficientpose.errors import InputError, input_error
 from efficientpose.io import PathLike
 
-#: Images with more pixels than this are refused before decoding (decompression-bomb guard).
+#: Images with more pixels than this are refused before decoding (decompression-bomb guard); video frames too.
 DEFAULT_MAX_PIXELS = 100_000_000
+#: Images and video frames narrower or shorter than this many pixels are refused before any model runs: they
+#: hold no person, and searching their length for one would cost without bound.
+MIN_SIDE = 8
+
+
+def check_image_size(name: object, width: int, height: int, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                     what: str = "image") -> None:
+    """Raise InputError unless a ``width`` x ``height`` image (or video frame) is within the size limits."""
+    if max_pixels is not None and width * height > max_pixels:
+        raise input_error(
+            name, f"{what} is {width}x{height} = {width * height} pixels, more than the limit of {max_pixels} "
+            f"(possible decompression bomb; raise max_pixels to allow it)"
+        )
+    if min(width, height) < MIN_SIDE:
+        raise input_error(name, f"{what} is {width}x{height} pixels, thinner than the minimum of {MIN_SIDE} pixels")
 
 
 def read_image(path: PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -29,25 +44,28 @@ def read_image(path: PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
     """
     path = Path(path)
     check_readable_file(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    # Pillow's warnings (a corrupt TIFF tag, odd EXIF) are never printed: they join our message if decoding fails.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
             with Image.open(path) as img:
-                if max_pixels is not None and img.width * img.height > max_pixels:
-                    raise input_error(
-                        path, f"image is {img.width}x{img.height} = {img.width * img.height} pixels, more than "
-                        f"the limit of {max_pixels} (possible decompression bomb; raise max_pixels to allow it)"
-                    )
+                check_image_size(path, img.width, img.height, max_pixels)
                 img.load()  # force the full decode so truncated files fail here
                 return _pil_to_rgb(img, str(path))
-    except InputError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise input_error(path, f"image too large (possible decompression bomb): {exc}") from exc
-    except UnidentifiedImageError as exc:
-        raise input_error(path, "not an image, or an unsupported image format") from exc
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
-        raise input_error(path, f"corrupt or truncated image ({exc})") from exc
+        except InputError:
+            raise
+        except Image.DecompressionBombError as exc:
+            raise input_error(path, f"image too large (possible decompression bomb): {exc}") from exc
+        except UnidentifiedImageError as exc:
+            raise input_error(path, "not an image, or an unsupported image format" + _noted(caught)) from exc
+        except (OSError, SyntaxError, ValueError, EOFError, struct.error, MemoryError) as exc:
+            raise input_error(path, f"corrupt or truncated image ({exc}){_noted(caught)}") from exc
+
+
+def _noted(caught: list[warnings.WarningMessage]) -> str:
+    """The decoder's warnings as a suffix of our one-line message ("" when there were none)."""
+    notes = list(dict.fromkeys(str(w.message) for w in caught))
+    return f"; the decoder warned: {'; '.join(notes)}" if notes else ""
 
 
 def to_rgb_array(image: PathLike | Image.Image | np.ndarray) -> np.ndarray:
@@ -88,7 +106,7 @@ def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
         pass
     mode = img.mode
     if mode == "RGB":
-        return np.array(img, dtype=np.uint8)
+        return _rgb_array(img)
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         grey = _high_depth_to_uint8(np.asarray(img), mode)
         return np.repeat(grey[:, :, None], 3, axis=2)
@@ -96,9 +114,20 @@ def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
         rgba = np.asarray(img.convert("RGBA"), dtype=np.uint8)
         return _composite_on_black(rgba)
     try:
-        return np.array(img.convert("RGB"), dtype=np.uint8)
+        return _rgb_array(img)
     except (ValueError, OSError) as exc:
         raise input_error(name, f"unsupported colour mode {mode!r}") from exc
+
+
+def _rgb_array(img: Image.Image) -> np.ndarray:
+    """(H, W, 3) uint8 of a PIL image, converted to RGB a band of rows at a time: converting a large image whole
+    would hold two more copies of it (Pillow's RGB image and its bytes) besides the array."""
+    out = np.empty((img.height, img.width, 3), dtype=np.uint8)
+    step = max(1, (16 << 20) // max(1, 4 * img.width))  # about 16 MB of Pillow's 4-byte pixels per band
+    for y in range(0, img.height, step):
+        band = img.crop((0, y, img.width, min(img.height, y + step)))
+        out[y : y + band.height] = np.asarray(band if band.mode == "RGB" else band.convert("RGB"))
+    return out
 
 
 def _high_depth_to_uint8(values: np.ndarray, mode: str) -> np.ndarray:

@@ -64,8 +64,10 @@ def expand_inputs(paths: Iterable[PathLike]) -> ExpandedInputs:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = [(p, k) for p in _walk_files(path) if (k := classify(p)) is not None]
-            if not found:
+            problems: list[InputError] = []
+            found = [(p, k) for p in _walk_files(path, problems) if (k := classify(p)) is not None]
+            errors.extend(problems)
+            if not found and not problems:
                 errors.append(input_error(path, "folder contains no images or videos"))
             for p, k in found:
                 add(p, k)
@@ -76,8 +78,8 @@ def expand_inputs(paths: Iterable[PathLike]) -> ExpandedInputs:
                 errors.append(input_error(path, f"not an image or video by its suffix (known: {exts})"))
             else:
                 add(path, kind)
-        elif path.exists():
-            errors.append(input_error(path, "not a regular file or folder"))
+        elif path.exists() or path.is_symlink():
+            errors.append(input_error(path, _not_a_file(path)))
         else:
             errors.append(input_error(path, "no such file or folder"))
     return ExpandedInputs(items, errors)
@@ -93,9 +95,29 @@ def _natural_key(path: Path, root: Path) -> list[tuple[int, int | str]]:
     return key
 
 
-def _walk_files(root: Path) -> list[Path]:
+def _not_a_file(path: Path) -> str:
+    """Why ``path``, which exists as a name, is not a file we can read."""
+    if path.is_symlink() and not path.exists():
+        return "broken symbolic link (its target is missing, or the links form a loop)"
+    return "not a regular file or folder"
+
+
+def _walk_files(root: Path, errors: list[InputError]) -> list[Path]:
+    """Regular files under ``root`` (symlinked folders are not entered, so link loops end). Entries that look like
+    images or videos but are not readable files (dangling links, loops) and folders that cannot be listed are
+    added to ``errors``."""
     files = []
-    for folder, dirs, names in os.walk(root, followlinks=False):
+
+    def unreadable(exc: OSError) -> None:
+        errors.append(input_error(exc.filename or root, f"folder cannot be read ({exc.strerror or exc})"))
+
+    for folder, dirs, names in os.walk(root, onerror=unreadable, followlinks=False):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         files.extend(Path(folder) / n for n in names if not n.startswith("."))
-    return sorted((f for f in files if f.is_file()), key=lambda p: _natural_key(p, root))
+    kept = []
+    for f in files:
+        if f.is_file():
+            kept.append(f)
+        elif classify(f) is not None:
+            errors.append(input_error(f, _not_a_file(f)))
+    return sorted(kept, key=lambda p: _natural_key(p, root))

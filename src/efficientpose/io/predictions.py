@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import reprlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 
 from efficientpose.errors import input_error
 from efficientpose.io import PathLike
-from efficientpose.io.atomic import AtomicFile, CloseOrAbort
+from efficientpose.io.atomic import AtomicFile, CloseOrAbort, named_os_error
 from efficientpose.pose import Pose
 from efficientpose.skeleton import KEYPOINTS
 
@@ -112,6 +113,16 @@ def _check_pose(pose: Pose, names: tuple[str, ...], where: str) -> None:
         )
 
 
+def utf8_text(value: object) -> str:
+    """``str(value)`` writable as UTF-8: the bytes of a file name that are not UTF-8 (kept by Python as lone
+    surrogates) are written as ``\\xNN`` escapes instead of failing the write."""
+    text = str(value)
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, allow_nan=False)
 
@@ -140,10 +151,13 @@ class _StreamingWriter(CloseOrAbort):
             raise
 
     def _write(self, json_record: dict[str, Any], csv_row: list[Any]) -> None:
-        if self._json is not None:
-            self._json.file.write(("\n" if self.count == 0 else ",\n") + _dumps(json_record))
-        if self._csv is not None:
-            self._csv.writerow(csv_row)
+        try:
+            if self._json is not None:
+                self._json.file.write(("\n" if self.count == 0 else ",\n") + _dumps(json_record))
+            if self._csv is not None:
+                self._csv.writerow(csv_row)
+        except OSError as exc:  # a full disk: named by the output path
+            raise named_os_error(exc, self._files[-1].path if self._json is None else self._json.path) from exc
         self.count += 1
 
     def _finish_json(self) -> str:
@@ -180,9 +194,10 @@ class ImagePredictionsWriter(_StreamingWriter):
     def add(self, file: str, width: int, height: int, pose: Pose, model: str | None = None) -> None:
         """Append one image's record (``model`` defaults to the writer's)."""
         _check_pose(pose, self.names, str(file))
-        record = {"file": str(file), "width": int(width), "height": int(height),
+        file = utf8_text(file)
+        record = {"file": file, "width": int(width), "height": int(height),
                   "model": model if model is not None else self.model, "keypoints": _keypoints_json(pose)}
-        self._write(record, [str(file), int(width), int(height), *(_cell(v) for v in np.ravel(pose.keypoints))])
+        self._write(record, [file, int(width), int(height), *(_cell(v) for v in np.ravel(pose.keypoints))])
 
     def _finish_json(self) -> str:
         return "\n]\n"
@@ -198,7 +213,7 @@ class VideoPredictionsWriter(_StreamingWriter):
         self.names = tuple(names)
         super().__init__(json_path, csv_path, video_csv_header(self.names))
         if self._json is not None:
-            meta = {"file": str(file), "width": int(width), "height": int(height), "fps": _number(fps),
+            meta = {"file": utf8_text(file), "width": int(width), "height": int(height), "fps": _number(fps),
                     "model": model}
             if smoothing is not None:  # optional: written only when given (predict: "none" with --no-smooth)
                 meta["smoothing"] = smoothing
@@ -234,36 +249,88 @@ def write_image_predictions(
 # --------------------------------------------------------------------------------------------- reading
 
 
-def _load_json(path: Path) -> Any:
+#: Limits of the prediction files we read; anything beyond them is refused with one line naming the file.
+MAX_PREDICTIONS_BYTES = 1 << 30  #: 1 GiB: about 800,000 frame records (7 hours at 30 fps)
+MAX_MAGNITUDE = 1e9  #: |coordinate|, |score|, |time| (seconds) and fps; NaN and null stand for "missing"
+MAX_INDEX = 2**31 - 1  #: frame numbers, widths and heights
+MIN_TIME_STEP = 1e-6  #: seconds between consecutive frames (a million frames per second)
+
+
+def load_json(path: PathLike) -> Any:
+    """The parsed content of a JSON prediction file, refusing files too large or nested too deeply to read
+    safely; InputError naming ``path`` for every problem."""
+    path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_PREDICTIONS_BYTES:
+            raise input_error(path, f"{size} bytes, more than the limit of {MAX_PREDICTIONS_BYTES} for a "
+                                    f"predictions file")
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except FileNotFoundError as exc:
         raise input_error(path, "no such file") from exc
     except json.JSONDecodeError as exc:
         raise input_error(path, f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
+    except RecursionError:
+        raise input_error(path, "JSON nested too deeply to be a predictions file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise input_error(path, f"cannot be read ({exc})") from exc
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise input_error(path, f"not a predictions file ({exc})") from None
+
 
 
 def _int(value: Any, path: Path, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise input_error(path, f"{where}: expected an integer, got {value!r}")
+        raise input_error(path, f"{where}: expected an integer, got {_short(value)}")
+    if not 0 <= value <= MAX_INDEX:
+        raise input_error(path, f"{where}: {_short(value)} is out of range (0 to {MAX_INDEX})")
     return value
 
 
-def _float(value: Any, path: Path, where: str, *, nullable: bool = True) -> float:
+def number(value: Any, path: PathLike, where: str, *, nullable: bool = True) -> float:
+    """``value`` as a float: a number of magnitude at most :data:`MAX_MAGNITUDE`, or NaN (null, when
+    ``nullable``); InputError naming ``path`` and ``where`` otherwise."""
     if value is None and nullable:
         return math.nan
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise input_error(path, f"{where}: expected a number, got {value!r}")
+        raise input_error(path, f"{where}: expected a number, got {_short(value)}")
+    if isinstance(value, float) and math.isnan(value):
+        if nullable:
+            return math.nan
+        raise input_error(path, f"{where}: expected a number, got NaN")
+    if not abs(value) <= MAX_MAGNITUDE:
+        raise input_error(path, f"{where}: {_short(value)} is out of range (magnitude above {MAX_MAGNITUDE:g})")
     return float(value)
+
+
+
+def _short(value: Any) -> str:
+    """A short ``repr`` of a value read from a file (a hostile file's values can be huge or deeply nested)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    return reprlib.repr(value)
+
+
+def check_times(frames: np.ndarray, times: np.ndarray, path: PathLike) -> None:
+    """Raise InputError naming ``path`` unless the frame times are numbers that increase by at least
+    :data:`MIN_TIME_STEP` and the frame numbers increase."""
+    bad = np.flatnonzero(~np.isfinite(times))
+    if bad.size:
+        raise input_error(path, f"frame record {bad[0]}: time is not a number")
+    steps = np.diff(times)
+    if steps.size and (i := int(np.argmin(steps))) is not None and not steps[i] >= MIN_TIME_STEP:
+        raise input_error(path, f"frame record {i + 1}: time {times[i + 1]!r} does not follow {times[i]!r} by at "
+                                f"least {MIN_TIME_STEP:g} s (times must increase)")
+    if frames.size > 1 and not (np.diff(frames) > 0).all():
+        i = int(np.flatnonzero(np.diff(frames) <= 0)[0])
+        raise input_error(path, f"frame record {i + 1}: frame number {frames[i + 1]} does not follow {frames[i]}")
 
 
 def _str(value: Any, path: Path, where: str, *, nullable: bool = False) -> str | None:
     if (value is None and nullable) or isinstance(value, str):
         return value
-    raise input_error(path, f"{where}: expected a string, got {value!r}")
+    raise input_error(path, f"{where}: expected a string, got {_short(value)}")
 
 
 def _field(record: Any, key: str, path: Path, where: str) -> Any:
@@ -279,7 +346,7 @@ def _keypoints_from_json(data: Any, path: Path, where: str) -> tuple[tuple[str, 
         raise input_error(path, f"{where}: 'keypoints' must be a non-empty object of name -> {{x, y, score}}")
     names = tuple(data)
     kp = np.array(
-        [[_float(_field(data[n], f, path, f"{where} {n}"), path, f"{where} {n}.{f}") for f in _FIELDS] for n in names],
+        [[number(_field(data[n], f, path, f"{where} {n}"), path, f"{where} {n}.{f}") for f in _FIELDS] for n in names],
         dtype=np.float64,
     )
     return names, kp
@@ -314,16 +381,18 @@ def _csv_float(cell: str, path: Path, where: str) -> float:
     if cell == "":
         return math.nan
     try:
-        return float(cell)
+        value = float(cell)
     except ValueError:
-        raise input_error(path, f"{where}: not a number: {cell!r}") from None
+        raise input_error(path, f"{where}: not a number: {_short(cell)}") from None
+    return number(value, path, where)
 
 
 def _csv_int(cell: str, path: Path, where: str) -> int:
     try:
-        return int(cell)
+        value = int(cell)
     except ValueError:
-        raise input_error(path, f"{where}: not an integer: {cell!r}") from None
+        raise input_error(path, f"{where}: not an integer: {_short(cell)}") from None
+    return _int(value, path, where)
 
 
 def _csv_table(path: Path, lead: list[str]) -> tuple[tuple[str, ...], list[list[str]], np.ndarray]:
@@ -351,7 +420,7 @@ def read_image_predictions(path: PathLike) -> list[ImagePrediction]:
                             _csv_int(row[2], path, f"row {r + 2} height"), None, Pose(kp[r], names))
             for r, row in enumerate(rows)
         ]
-    data = _load_json(path)
+    data = load_json(path)
     if not isinstance(data, list):
         raise input_error(path, "expected a JSON list of image records (is this a video's predictions?)")
     out = []
@@ -375,8 +444,9 @@ def read_video_predictions(path: PathLike) -> VideoPredictions:
         names, rows, kp = _csv_table(path, ["frame", "time"])
         frames = np.array([_csv_int(row[0], path, f"row {r + 2} frame") for r, row in enumerate(rows)], np.int64)
         times = np.array([_csv_float(row[1], path, f"row {r + 2} time") for r, row in enumerate(rows)], np.float64)
+        check_times(frames, times, path)
         return VideoPredictions(None, None, None, None, None, frames, times, kp, names)
-    return video_predictions_from_json(_load_json(path), path)
+    return video_predictions_from_json(load_json(path), path)
 
 
 def video_predictions_from_json(data: Any, path: PathLike) -> VideoPredictions:
@@ -397,14 +467,17 @@ def video_predictions_from_json(data: Any, path: PathLike) -> VideoPredictions:
         elif frame_names != names:
             raise input_error(path, f"{where}: keypoint names differ from the first frame's")
         frames.append(_int(_field(record, "frame", path, where), path, f"{where} frame"))
-        times.append(_float(_field(record, "time", path, where), path, f"{where} time"))
+        times.append(number(_field(record, "time", path, where), path, f"{where} time"))
         rows.append(kp)
     fps = data.get("fps")
+    if fps is not None and not number(fps, path, "fps", nullable=False) > 0:
+        raise input_error(path, f"fps: must be positive, got {_short(fps)}")
+    check_times(np.asarray(frames, dtype=np.int64), np.asarray(times, dtype=np.float64), path)
     return VideoPredictions(
         file=_str(data.get("file"), path, "file", nullable=True),
         width=None if data.get("width") is None else _int(data["width"], path, "width"),
         height=None if data.get("height") is None else _int(data["height"], path, "height"),
-        fps=None if fps is None else _float(fps, path, "fps"),
+        fps=None if fps is None else number(fps, path, "fps"),
         model=_str(data.get("model"), path, "model", nullable=True),
         frames=np.asarray(frames, dtype=np.int64),
         times=np.asarray(times, dtype=np.float64),
@@ -422,5 +495,5 @@ def read_predictions(path: PathLike) -> list[ImagePrediction] | VideoPredictions
         return read_image_predictions(path) if header[:1] == ["file"] else read_video_predictions(path)
     if path.suffix.lower() != ".json":
         raise input_error(path, "prediction files end in .json or .csv")
-    return read_image_predictions(path) if isinstance(_load_json(path), list) else read_video_predictions(path)
+    return read_image_predictions(path) if isinstance(load_json(path), list) else read_video_predictions(path)
 

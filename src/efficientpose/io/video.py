@@ -9,20 +9,30 @@ InputError naming the first frame that could not be decoded.
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
+import shutil
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import NamedTuple, Self
+from typing import NamedTuple, Self, TypeVar
 
 import cv2
 import numpy as np
 
 from efficientpose.errors import InputError, UsageError, input_error
 from efficientpose.io import PathLike
-from efficientpose.io.atomic import CloseOrAbort, temp_sibling
-from efficientpose.io.images import check_readable_file
+from efficientpose.io.atomic import CloseOrAbort, forget_temp, temp_sibling
+from efficientpose.io.images import DEFAULT_MAX_PIXELS, check_image_size, check_readable_file
+
+# OpenCV's and FFmpeg's own log lines (a corrupt packet, a backend that declined a file) never reach the user's
+# terminal: every problem they describe surfaces as our one-line InputError. FFmpeg reads its level when OpenCV
+# first opens a file with it (-8: AV_LOG_QUIET); files are opened with FFmpeg only, whose fallbacks print.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+T = TypeVar("T")
 
 #: fps assumed when a container does not declare a usable one (times then come from timestamps if any).
 FALLBACK_FPS = 30.0
@@ -37,6 +47,15 @@ class Frame(NamedTuple):
     index: int
     time: float
     image: np.ndarray
+
+
+def _bgr_to_rgb_in_place(bgr: np.ndarray) -> np.ndarray:
+    """Swap a decoded frame's channels in its own memory, a band of rows at a time (a whole-frame cvtColor would
+    hold a second copy of a large frame)."""
+    for y in range(0, bgr.shape[0], 512):
+        band = bgr[y : y + 512]
+        cv2.cvtColor(band, cv2.COLOR_BGR2RGB, dst=band)
+    return bgr
 
 
 class _CaptureReader:
@@ -59,10 +78,18 @@ class _CaptureReader:
         if not self._capture.isOpened():
             self._capture.release()
             raise self._open_error()
-        ok, bgr = self._capture.read()
-        if not ok or bgr is None:
+        try:  # the declared size first, so that a giant frame is refused before it is decoded
+            declared = (int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                        int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+            if min(declared) > 0:
+                check_image_size(self.name, *declared, DEFAULT_MAX_PIXELS, what="video frame")
+            ok, bgr = self._capture.read()
+            if not ok or bgr is None:
+                raise input_error(self.name, "no frame could be decoded (empty, corrupt or unsupported video)")
+            check_image_size(self.name, bgr.shape[1], bgr.shape[0], DEFAULT_MAX_PIXELS, what="video frame")
+        except BaseException:
             self._capture.release()
-            raise input_error(self.name, "no frame could be decoded (empty, corrupt or unsupported video)")
+            raise
         self._first = (bgr, self._capture.get(cv2.CAP_PROP_POS_MSEC))
         self.height, self.width = int(bgr.shape[0]), int(bgr.shape[1])
         fps = self._capture.get(cv2.CAP_PROP_FPS)
@@ -90,7 +117,10 @@ class _CaptureReader:
         index, previous = 0, None
         while True:
             t = self._timestamp(msec, index, previous)
-            yield Frame(index, t, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            rgb = _bgr_to_rgb_in_place(bgr)
+            del bgr
+            yield Frame(index, t, rgb)
+            del rgb  # the consumer holds the frame; the next one is decoded without it
             previous, index = t, index + 1
             ok, bgr = self._capture.read()
             if not ok or bgr is None:
@@ -126,7 +156,7 @@ class VideoReader(_CaptureReader):
         self.frame_count = int(count) if math.isfinite(count) and 0 < count < 2**31 else None
 
     def _open_capture(self) -> cv2.VideoCapture:
-        return cv2.VideoCapture(os.fspath(self.path))
+        return cv2.VideoCapture(os.fspath(self.path), cv2.CAP_FFMPEG)
 
     def _read_failed(self, index: int) -> None:
         # Declared counts can be off by a frame or two (edit lists, estimated durations): allow a little slack.
@@ -166,18 +196,40 @@ def open_camera(index: int = 0) -> CameraReader:
     return CameraReader(index)
 
 
-def batched(frames: Iterable[Frame], n: int) -> Iterator[list[Frame]]:
-    """Group a frame stream into lists of ``n`` (the last may be shorter), e.g. for batched inference."""
+#: A batch of frames (or images) holds at most this many bytes of pixels, whatever the batch size: large frames
+#: go through a few at a time (always at least one).
+MAX_BATCH_BYTES = 128 * 2**20
+
+
+def held_bytes(item: object) -> int:
+    """Bytes of the numpy arrays in ``item`` (an array, or tuples and lists of them, e.g. a Frame)."""
+    if isinstance(item, np.ndarray):
+        return item.nbytes
+    if isinstance(item, tuple | list):
+        return sum(held_bytes(x) for x in item)
+    return 0
+
+
+def batched(frames: Iterable[T], n: int, max_bytes: int | None = MAX_BATCH_BYTES) -> Iterator[list[T]]:
+    """Group a frame stream into lists of ``n`` (the last may be shorter), e.g. for batched inference; a list is
+    also closed once its arrays hold ``max_bytes`` (None: no limit)."""
     if n < 1:
         raise ValueError(f"batch size must be at least 1, got {n}")
-    batch: list[Frame] = []
+    batch: list[T] = []
+    size = 0
     for frame in frames:
         batch.append(frame)
-        if len(batch) == n:
+        size += held_bytes(frame) if max_bytes is not None else 0
+        if len(batch) == n or (max_bytes is not None and size >= max_bytes):
             yield batch
-            batch = []
+            batch, size = [], 0
     if batch:
         yield batch
+
+
+#: Largest frame (in pixels) a written video may have: 8K UHD, 7680 x 4320. The MPEG-4 encoder buffers several
+#: frames (about 0.5 GB at this size) and cannot encode sides beyond 8190 pixels at all.
+MAX_WRITTEN_PIXELS = 7680 * 4320
 
 
 class VideoWriter(CloseOrAbort):
@@ -211,6 +263,9 @@ class VideoWriter(CloseOrAbort):
         self.size = (width - width % 2, height - height % 2)
         if self.size[0] < 2 or self.size[1] < 2:
             raise ValueError(f"{self.path}: frame size {width}x{height} is too small for a video")
+        if width * height > MAX_WRITTEN_PIXELS:
+            raise ValueError(f"frames of {width}x{height} are more than the {MAX_WRITTEN_PIXELS} pixels (8K) of a "
+                             f"video we write")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._temp = temp_sibling(self.path)
         writer = cv2.VideoWriter(os.fspath(self._temp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, self.size)
@@ -220,8 +275,9 @@ class VideoWriter(CloseOrAbort):
             raise OSError(f"{self.path}: OpenCV cannot open a video writer (fourcc {self.fourcc})")
         self._writer = writer
 
-    def write(self, frame_rgb: np.ndarray) -> None:
-        """Append one (H, W, 3) uint8 RGB frame."""
+    def write(self, frame_rgb: np.ndarray, *, consume: bool = False) -> None:
+        """Append one (H, W, 3) uint8 RGB frame (``consume``: the frame is not needed afterwards, so it is
+        turned into BGR in its own memory rather than copied)."""
         if self._closed:
             raise ValueError(f"{self.path}: writer is closed")
         frame = np.asarray(frame_rgb)
@@ -235,7 +291,8 @@ class VideoWriter(CloseOrAbort):
                 f"{self.path}: frame {self.frames_written} is {frame.shape[1]}x{frame.shape[0]}, "
                 f"expected {self.frame_size[0]}x{self.frame_size[1]}"
             )
-        bgr = cv2.cvtColor(frame[: self.size[1], : self.size[0]], cv2.COLOR_RGB2BGR)
+        rgb = frame[: self.size[1], : self.size[0]]
+        bgr = _bgr_to_rgb_in_place(rgb) if consume else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)  # the same swap
         self._writer.write(bgr)
         self.frames_written += 1
 
@@ -250,10 +307,25 @@ class VideoWriter(CloseOrAbort):
         self._writer.release()
         assert self._temp is not None
         try:
+            self._check_complete()
             os.replace(self._temp, self.path)
         finally:
             self._remove_temp()
         return self.path
+
+    def _check_complete(self) -> None:
+        """Raise OSError naming the output unless the file holds every frame: OpenCV's writer does not report
+        failed writes, so a full disk would otherwise leave a truncated video in place of the whole one."""
+        assert self._temp is not None
+        capture = cv2.VideoCapture(os.fspath(self._temp), cv2.CAP_FFMPEG)
+        try:
+            count = capture.get(cv2.CAP_PROP_FRAME_COUNT) if capture.isOpened() else 0.0
+        finally:
+            capture.release()
+        if not count >= self.frames_written:
+            full = shutil.disk_usage(self._temp.parent).free < 2**20
+            code = errno.ENOSPC if full else errno.EIO
+            raise OSError(code, f"{os.strerror(code)} (the video was not written completely)", os.fspath(self.path))
 
     def abort(self) -> None:
         """Stop and delete the partial file; the final path is left untouched."""
@@ -266,3 +338,4 @@ class VideoWriter(CloseOrAbort):
         if self._temp is not None:
             with contextlib.suppress(FileNotFoundError):
                 self._temp.unlink()
+            forget_temp(self._temp)

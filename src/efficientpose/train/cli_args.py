@@ -146,9 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = train(config)
     except EfficientPoseError as exc:
         return report("efficientpose train", exc)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        from efficientpose.entry import interrupted
+
+        return interrupted(exc)
     if rank == 0:
         print(_summary(result))
         if result.metrics:

@@ -126,6 +126,8 @@ class TrainConfig:
             raise UsageError(f"bn_momentum must be in (0, 1], got {self.bn_momentum}")
         if not 0 <= self.ema_decay < 1:
             raise UsageError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.output is not None and Path(self.output).exists() and not Path(self.output).is_dir():
+            raise UsageError(f"--output {self.output}: is a file; RUN_DIR must be a folder (new or a run's)")
         unknown = sorted(set(self.augment_options) - set(AUGMENT_KEYS))
         if unknown:
             raise UsageError(f"unknown [augmentation] keys {unknown}; known: {', '.join(AUGMENT_KEYS)}")
