@@ -420,8 +420,8 @@ _VERTEX = {
 
 
 def _labels(analysis: Analysis, i: int, signal: str) -> dict[str, str]:
-    """Angle labels for frame ``i``: the repetition signal's joint(s) plus the trunk inclination."""
-    joint = signal.removeprefix("left_").removeprefix("right_")
+    """Angle labels for frame ``i``: the repetition signal's joint(s) (knees for gait) plus the trunk inclination."""
+    joint = "knee_flexion" if signal == "gait" else signal.removeprefix("left_").removeprefix("right_")
     names = [n for n in PAIRS.get(joint, (signal,)) if n in analysis.angles] + ["trunk_inclination"]
     labels = {}
     for name in names:
