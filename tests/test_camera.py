@@ -17,7 +17,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from efficientpose.outputs import read_video_predictions
 from helpers_cli import run_cli
 from test_predict_video import FPS, FRAME_H, FRAME_W, LSP_INDEX, lsp_photo, write_clip
 
@@ -27,6 +26,7 @@ from efficientpose.inference.estimator import PoseEstimator
 from efficientpose.inference.tracking import track
 from efficientpose.io.draw import draw_pose
 from efficientpose.io.video import Frame, VideoReader
+from efficientpose.outputs import read_video_predictions
 from efficientpose.pose import Pose
 from efficientpose.predict import PredictOptions
 from efficientpose.skeleton import KEYPOINTS
@@ -338,6 +338,7 @@ def test_cli_camera_with_paths_is_a_usage_error(data_dir: Path, tmp_path: Path,
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.data  # the authors' weights, through EFFICIENTPOSE_WEIGHTS_DIR
 def test_cli_missing_camera_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_cli(["predict", "--camera", "97", "--output", str(tmp_path / "out"), "--backend", "torch"],
                              capsys)

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from efficientpose.outputs import read_image_predictions, read_video_predictions
 from helpers_cli import run_cli
 from PIL import Image
 
@@ -24,6 +23,7 @@ from efficientpose.cli import main
 from efficientpose.inference.estimator import PoseEstimator
 from efficientpose.io import images as io
 from efficientpose.io.video import VideoReader, VideoWriter
+from efficientpose.outputs import read_image_predictions, read_video_predictions
 
 
 def digests(folder: Path) -> dict[str, str]:

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from efficientpose.outputs import read_image_predictions, read_predictions
 from helpers_cli import run_cli
 from PIL import Image
 from test_predict_api import load_rgb, reference_keypoints
 
 from efficientpose.cli import main
 from efficientpose.inference.estimator import PoseEstimator
+from efficientpose.outputs import read_image_predictions, read_predictions
 from efficientpose.skeleton import KEYPOINTS
 from efficientpose.weights.hub import load_model
 

@@ -15,12 +15,12 @@ import cv2
 import numpy as np
 import pytest
 import scipy.io
-from efficientpose.outputs import read_video_predictions
 from PIL import Image
 
 from efficientpose.cli import main
 from efficientpose.inference.tracking import roi_from_pose
 from efficientpose.io.video import VideoReader, VideoWriter
+from efficientpose.outputs import read_video_predictions
 from efficientpose.pose import Pose
 from efficientpose.skeleton import KEYPOINTS, LSP_KEYPOINTS
 

@@ -11,7 +11,6 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from efficientpose.codec.normalize import TF_MODE, TORCH_MODE
 from efficientpose.data.dataset import PoseDataset, default_limbs
 from efficientpose.data.registry import open_dataset
 from efficientpose.data.sample import Sample
@@ -177,7 +176,7 @@ def init_weights(model: EfficientPose, init: str, keypoints: KeypointSet) -> str
 
 def normalization(variant: Variant) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
     """(mean, std) of the variant's input normalisation."""
-    norm = TORCH_MODE if variant.normalization == "torch" else TF_MODE
+    norm = variant.normalization
     return norm.mean, norm.std
 
 
