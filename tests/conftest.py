@@ -13,6 +13,13 @@ WEIGHTS_DIR = SHARED / "weights" / "efficientpose"
 
 # The product's weight resolution reads this folder (laid out like the authors' models/ folder).
 os.environ.setdefault("EFFICIENTPOSE_WEIGHTS_DIR", str(WEIGHTS_DIR))
+# No test reaches the network: the last step of the weights resolution (a download) goes to a closed local port,
+# so a test that would fall through to it fails at once with a WeightsError (tests of the download set their own
+# local server).
+os.environ["EFFICIENTPOSE_WEIGHTS_URL"] = "http://127.0.0.1:9/no-network-in-tests"
+
+#: Fixtures that read ../shared: a test using any of them is marked ``data`` (``-m "not data"`` runs without it).
+DATA_FIXTURES = frozenset({"shared", "data_dir", "weights_dir"})
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +46,10 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run tests marked ``fresh_process`` first, before the suite has loaded ONNX Runtime/OpenVINO thread pools
-    into this process: the 2-process torchrun test crashed pytest itself (SIGSEGV) when run late in the suite."""
+    """Mark every test that reads ../shared (through a fixture) ``data``; run tests marked ``fresh_process``
+    first, before the suite has loaded ONNX Runtime/OpenVINO thread pools into this process: the 2-process
+    torchrun test crashed pytest itself (SIGSEGV) when run late in the suite."""
+    for item in items:
+        if DATA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.data)
     items.sort(key=lambda item: item.get_closest_marker("fresh_process") is None)

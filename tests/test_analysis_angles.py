@@ -205,7 +205,6 @@ def predictions(poses: list[np.ndarray], fps: float = 10.0) -> dict:
 def test_predictions_are_read_by_name_and_missing_points_are_nan() -> None:
     data = predictions([pose(), pose(left_ankle=at("left_knee", 70, 90))])
     data["frames"][1]["keypoints"]["head_top"] = {"x": None, "y": None, "score": None}
-    data["frames"][1]["time"] = None  # falls back to frame / fps
     loaded = load_predictions(data)
     kps = mpii_keypoints(loaded)
     assert kps.shape == (2, 16, 3) and loaded.frames.tolist() == [0, 1]
@@ -260,7 +259,10 @@ def test_missing_file_and_unordered_times(tmp_path: Path) -> None:
         compute(tmp_path / "nothere.json")
     data = predictions([pose(), pose()])
     data["frames"][1]["time"] = 0.0
-    with pytest.raises(InputError, match="increasing"):
+    with pytest.raises(InputError, match="times must increase"):
+        compute(data)
+    data["frames"][1]["time"] = None  # a frame without a time is refused by the one reader, not guessed
+    with pytest.raises(InputError, match="time is not a number"):
         compute(data)
 
 

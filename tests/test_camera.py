@@ -338,6 +338,7 @@ def test_cli_camera_with_paths_is_a_usage_error(data_dir: Path, tmp_path: Path,
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.data  # the authors' weights, through EFFICIENTPOSE_WEIGHTS_DIR
 def test_cli_missing_camera_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_cli(["predict", "--camera", "97", "--output", str(tmp_path / "out"), "--backend", "torch"],
                              capsys)

@@ -12,11 +12,11 @@ import scipy.io
 import torch
 from torch.utils.data import DataLoader
 
+from efficientpose.codec.geometry import transform_points
 from efficientpose.codec.normalize import TF_MODE, TORCH_MODE
 from efficientpose.data.dataset import PoseDataset, collate_skip_none
 from efficientpose.data.sample import Sample
 from efficientpose.data.targets import SigmaSchedule
-from efficientpose.data.transforms import transform_points
 from efficientpose.skeleton import KEYPOINTS, LSP_KEYPOINTS, SKELETONS, remap
 
 MPII = SKELETONS["mpii16"]

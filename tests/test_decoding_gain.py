@@ -33,8 +33,8 @@ def decoded(data_dir):
         maps = est.heatmaps(np.stack([p[0] for p in prepared]))
         for decoder, out in (("refined", refined), ("argmax", authors)):
             est.decoder = decoder
-            for s, (_, geometry, _), kp in zip(chunk, prepared, est.decode(maps), strict=True):
-                out[s.id] = Pose(geometry.to_original(kp))
+            for s, p, kp in zip(chunk, prepared, est.decode(maps), strict=True):
+                out[s.id] = Pose(p.geometry.to_original(kp))
     return samples, refined, authors
 
 

@@ -146,14 +146,21 @@ def test_prediction_matching_rules(tmp_path: Path, data_dir: Path) -> None:
         match_predictions(samples, {"im0001.jpg": pose, "./im0001.jpg": pose})
 
 
+_KP = '"keypoints": {"head_top": {"x": 1, "y": 2, "score": 1}}'
+_SIZE = '"width": 10, "height": 20'
+
+
 @pytest.mark.parametrize("content, needle", [
-    ("{oops", "not valid JSON"), ("[" * 100_000, "nested too deeply"),
-    ('[{"file": "a.jpg", "keypoints": {"head_top": {"x": 1%s, "y": 2, "score": 1}}}]' % ("0" * 400), "out of range"),
-    ('{"file": "a.jpg"}', "expected a JSON list"), ('[{"keypoints": {}}]', "'file'"),
-    ('[{"file": "a.jpg", "keypoints": {"head_top": {"x": "1", "y": 2, "score": 1}}}]', "head_top"),
-    ('[{"file": "a.jpg", "keypoints": {"head_top": {"y": 2}}}]', "head_top"),
-    ('[{"file": "a.jpg", "keypoints": []}, {"file": "a.jpg", "keypoints": []}]', "repeats"),
-    ('[{"file": "a.jpg", "keypoints": [1, 2]}]', "not an object"),
+    ("{oops", "not valid JSON"), ('{"file": "a.jpg"}', "expected a JSON list"),
+    (f'[{{{_KP}, {_SIZE}}}]', "'file'"),
+    (f'[{{"file": "a.jpg", {_SIZE}, "keypoints": {{"head_top": {{"x": "1", "y": 2, "score": 1}}}}}}]', "head_top"),
+    (f'[{{"file": "a.jpg", {_SIZE}, "keypoints": {{"head_top": {{"y": 2}}}}}}]', "head_top"),
+    (f'[{{"file": "a.jpg", {_SIZE}, {_KP}}}, {{"file": "a.jpg", {_SIZE}, {_KP}}}]', "repeats"),
+    (f'[{{"file": "a.jpg", {_SIZE}, "keypoints": [1, 2]}}]', "non-empty object"),
+    (f'[{{"file": "a.jpg", {_SIZE}, "keypoints": null}}, {{"file": "a.jpg", {_SIZE}, {_KP}}}]', "repeats"),
+    ("[" * 100_000, "nested too deeply"),
+    (f'[{{"file": "a.jpg", {_SIZE}, "keypoints": {{"head_top": {{"x": 1{"0" * 400}, "y": 2, "score": 1}}}}}}]',
+     "out of range"),
 ])
 def test_malformed_prediction_files_are_one_line_input_errors(tmp_path: Path, content: str, needle: str) -> None:
     path = tmp_path / "pred.json"
@@ -170,8 +177,9 @@ def test_records_without_keypoints_count_as_missed(data_dir: Path, tmp_path: Pat
     samples = open_dataset("lsp", data_dir / "lsp", "train")[:2]
     path = tmp_path / "p.json"
     path.write_text(json.dumps([
-        {"file": "im0001.jpg", "keypoints": None},
-        {"file": "im0002.jpg", "keypoints": Pose(_to_model_order(samples[1].joints, samples[1].keypoints)).to_dict()},
+        {"file": "im0001.jpg", "width": 10, "height": 20, "keypoints": None},
+        {"file": "im0002.jpg", "width": 10, "height": 20,
+         "keypoints": Pose(_to_model_order(samples[1].joints, samples[1].keypoints)).to_dict()},
     ]))
     report = evaluate(samples, load_predictions(path))
     assert report.missing_predictions == 1 and report.mean == 50.0

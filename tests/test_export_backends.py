@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from efficientpose.codec.geometry import letterbox
-from efficientpose.codec.normalize import TF_MODE, TORCH_MODE, to_input
+from efficientpose.codec.normalize import TORCH_MODE, to_input
 from efficientpose.data.registry import open_dataset
 from efficientpose.evaluation.evaluate import evaluate
 from efficientpose.inference.estimator import PoseEstimator
@@ -24,7 +24,7 @@ WITH_WEIGHTS = ["rt", "i", "ii", "rt-lite", "i-lite", "ii-lite"]
 
 
 def _real_batch(data_dir, model, n=4) -> torch.Tensor:
-    norm = TORCH_MODE if model.variant.normalization == "torch" else TF_MODE
+    norm = model.variant.normalization
     files = [data_dir / "MPII-sample.jpg", *sorted((data_dir / "lsp" / "images").glob("im*.jpg"))[: n - 1]]
     return to_input(np.stack([letterbox(read_image(p), model.input_size)[0] for p in files]), norm)
 
@@ -43,6 +43,7 @@ def test_onnx_export_matches_pytorch(name, data_dir, tmp_path):
     assert np.abs(got - expected).max() <= 1e-4
 
 
+@pytest.mark.data  # the authors' weights, through EFFICIENTPOSE_WEIGHTS_DIR
 def test_export_command_writes_a_checked_file(tmp_path):
     from efficientpose.cli import main
 
@@ -113,6 +114,7 @@ def test_buffered_conv_still_differentiates():
     assert torch.allclose(ga, gb, atol=1e-5)
 
 
+@pytest.mark.data  # the authors' weights, through EFFICIENTPOSE_WEIGHTS_DIR
 def test_auto_picks_a_backend_and_caches_the_choice(monkeypatch):
     est = PoseEstimator("rt", backend="auto")
     assert est.backend in runtime.BACKENDS
@@ -122,12 +124,14 @@ def test_auto_picks_a_backend_and_caches_the_choice(monkeypatch):
     assert again.backend == est.backend and not calls  # cached: nothing re-measured
 
 
+@pytest.mark.data  # the authors' weights, through EFFICIENTPOSE_WEIGHTS_DIR
 def test_auto_falls_back_when_runtimes_are_missing(monkeypatch, tmp_path):
     monkeypatch.setenv("EFFICIENTPOSE_HOME", str(tmp_path))  # no cached choice
     monkeypatch.setattr(runtime, "available", lambda name: name == "torch")
     assert PoseEstimator("rt", backend="auto").backend == "torch"
 
 
+@pytest.mark.data  # the authors' weights, through EFFICIENTPOSE_WEIGHTS_DIR
 def test_auto_takes_the_fastest_backend_that_matches_torch(monkeypatch, tmp_path):
     """Costs are faked to fix the ranking; the parity check and the choice are real."""
     monkeypatch.setenv("EFFICIENTPOSE_HOME", str(tmp_path))
@@ -144,6 +148,7 @@ def test_auto_takes_the_fastest_backend_that_matches_torch(monkeypatch, tmp_path
         assert PoseEstimator("rt", backend="auto").backend == "onnxruntime"
 
 
+@pytest.mark.data  # the authors' weights, through EFFICIENTPOSE_WEIGHTS_DIR
 def test_missing_runtime_named_explicitly_is_a_clear_error(monkeypatch):
     from efficientpose.errors import UsageError
 

@@ -133,7 +133,7 @@ def images(data_dir: Path) -> list[np.ndarray]:
 def case(request: pytest.FixtureRequest, images: list[np.ndarray], weights_dir: Path) -> Case:
     """Parametrised indirectly by variant name; module scope groups each variant's tests, one oracle run each."""
     v = get_variant(request.param)
-    x = _normalise(images, v.input_size, v.normalization)
+    x = _normalise(images, v.input_size, v.normalization.name)
     return Case(v.name, x, _oracle(weights_dir / "tflite" / f"{STEMS[v.name]}.tflite", x))
 
 

@@ -23,10 +23,10 @@ from efficientpose.outputs import (
     read_image_predictions,
     read_predictions,
     read_video_predictions,
-    video_output_paths,
     write_image_predictions,
 )
 from efficientpose.pose import Pose
+from efficientpose.predict import PredictOptions
 from efficientpose.skeleton import KEYPOINTS, LSP_KEYPOINTS, remap
 
 # BlazePose landmark index of each of our keypoints (head top and upper neck have none).
@@ -139,8 +139,7 @@ def test_any_float_survives_json_and_csv(tmp_path_factory: pytest.TempPathFactor
 
 
 def test_video_predictions_round_trip_exactly(tmp_path: Path, squat_track: np.ndarray) -> None:
-    json_path, csv_path = video_output_paths(tmp_path, "clips/squats_front.mp4")
-    assert (json_path.name, csv_path.name) == ("squats_front.json", "squats_front.csv")
+    json_path, csv_path = PredictOptions(output=tmp_path, formats=("json", "csv")).output_paths("squats_front")
     write_squats(json_path, csv_path, squat_track)
 
     from_json = read_video_predictions(json_path)

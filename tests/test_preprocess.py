@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
 from efficientpose.codec.geometry import Letterbox, fit_letterbox, letterbox
-from efficientpose.codec.normalize import TF_MODE, TORCH_MODE, to_tensor
+from efficientpose.codec.normalize import TF_MODE, TORCH_MODE, to_input
 
 
 def _load(path) -> np.ndarray:
@@ -28,19 +27,19 @@ def test_normalization_matches_keras_modes():
         np.testing.assert_allclose(x[:, None] * scale + bias, expected, atol=1e-12)
 
 
-def test_to_tensor_layout_and_values():
+def test_to_input_layout_and_values():
     rng = np.random.default_rng(0)
     batch = rng.integers(0, 256, size=(2, 24, 24, 3), dtype=np.uint8)
-    out = to_tensor(batch, TORCH_MODE)
-    assert out.dtype == torch.float32 and out.shape == (2, 3, 24, 24) and out.is_contiguous()
+    out = to_input(batch, TORCH_MODE)
+    assert out.dtype == np.float32 and out.shape == (2, 3, 24, 24) and out.flags.c_contiguous
     mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
     expected = ((batch / 255.0 - mean) / std).transpose(0, 3, 1, 2)
-    np.testing.assert_allclose(out.numpy(), expected, atol=2e-6)
-    single = to_tensor(batch[1], TF_MODE)
+    np.testing.assert_allclose(out, expected, atol=2e-6)
+    single = to_input(batch[1], TF_MODE)
     assert single.shape == (1, 3, 24, 24)
-    np.testing.assert_allclose(single[0].numpy(), batch[1].transpose(2, 0, 1) / 127.5 - 1.0, atol=2e-6)
+    np.testing.assert_allclose(single[0], batch[1].transpose(2, 0, 1) / 127.5 - 1.0, atol=2e-6)
     with pytest.raises(ValueError):
-        to_tensor(batch.astype(np.float32), TF_MODE)
+        to_input(batch.astype(np.float64), TF_MODE)
 
 
 @given(st.integers(1, 3000), st.integers(1, 3000), st.sampled_from([224, 256, 368, 480, 600, 33]),

@@ -10,18 +10,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from efficientpose.codec.geometry import affine_matrix, transform_points
+from efficientpose.codec.heatmap import gaussian_heatmaps
 from efficientpose.data.targets import (
     SigmaSchedule,
     flip_heatmaps,
     flip_pafs,
-    gaussian_heatmaps,
     keypoint_mask,
     limb_mask,
     paf_flip_index,
     paf_targets,
     sigma_at,
 )
-from efficientpose.data.transforms import AugmentConfig, affine_matrix, person_frame, transform_points
+from efficientpose.data.transforms import AugmentConfig, person_frame
 from efficientpose.skeleton import KEYPOINTS, MPII_DATASET_ORDER, PAF_LIMBS, SKELETONS, remap
 
 MPII = SKELETONS["mpii16"]

@@ -131,6 +131,7 @@ def test_loss_is_masked_and_covers_every_supervised_output() -> None:
 
 # ---- keypoint sets and initialisation ----
 
+@pytest.mark.data  # the authors' weights, through EFFICIENTPOSE_WEIGHTS_DIR
 def test_new_keypoint_set_reinitialises_only_the_heads(tmp_path: Path) -> None:
     authors = resolve_state_dict(EfficientPose(RT, side_heads=True))
     keypoints = resolve_keypoints("lsp14", RT)
@@ -164,6 +165,7 @@ def test_new_keypoint_set_reinitialises_only_the_heads(tmp_path: Path) -> None:
         read_keypoint_file(file)
 
 
+@pytest.mark.data  # the authors' weights, through EFFICIENTPOSE_WEIGHTS_DIR
 def test_backbone_file_initialises_only_the_feature_extractor(tmp_path: Path) -> None:
     authors = resolve_state_dict(EfficientPose(RT, side_heads=True))
     backbone = {k: v for k, v in authors.items() if k.startswith("res1.")}

@@ -10,20 +10,17 @@ import numpy as np
 import pytest
 import scipy.io
 
-from efficientpose.data.transforms import (
-    AugmentConfig,
-    Geometry,
-    affine_matrix,
-    augment,
-    augment_detailed,
-    person_frame,
-    sample_geometry,
-    transform_points,
-    warp_image,
-)
+from efficientpose.codec.geometry import Geometry, affine_matrix, transform_points, warp
+from efficientpose.data.transforms import AugmentConfig, augment_detailed, person_frame, sample_geometry
 from efficientpose.skeleton import LSP_KEYPOINTS, SKELETONS
 
 LSP = SKELETONS["lsp14"]
+
+
+def augment(*args, **kwargs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image, joints, annotated) of :func:`augment_detailed`."""
+    result = augment_detailed(*args, **kwargs)
+    return result.image, result.joints, result.annotated
 R = 256
 #: Geometry only: colour jitter off, so the warp is linear and painted dots can be isolated by subtraction.
 GEOMETRY_ONLY = AugmentConfig(brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0, occlusion_prob=0.0,
@@ -58,7 +55,7 @@ def test_warp_uses_the_pixel_centre_convention(data_dir: Path) -> None:
     crop = image[:48, :48].astype(np.float32)
     matrix = affine_matrix(np.array([24.0, 24.0]), 48.0, 96)
     np.testing.assert_allclose(matrix, [[2, 0, 0], [0, 2, 0]], atol=1e-12)
-    warped = warp_image(crop, matrix, 96)
+    warped = warp(crop, matrix, 96)
     resized = cv2.resize(crop, (96, 96), interpolation=cv2.INTER_LINEAR)
     np.testing.assert_allclose(warped[1:-1, 1:-1], resized[1:-1, 1:-1], atol=1e-3)
 

@@ -33,10 +33,10 @@ RT_SHA256 = "508943cfdeb1d102d69aff4280b805c023585b0d9ae530344fb4c4fad3a175f1"  
 
 @pytest.fixture(autouse=True)
 def _env(tmp_path: Path, weights_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A fresh cache per test, the shared weights folder, no download override and no proxies."""
+    """A fresh cache per test, the shared weights folder, downloads from a closed local port and no proxies."""
     monkeypatch.setenv("EFFICIENTPOSE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("EFFICIENTPOSE_WEIGHTS_DIR", str(weights_dir))
-    monkeypatch.delenv("EFFICIENTPOSE_WEIGHTS_URL", raising=False)
+    monkeypatch.setenv("EFFICIENTPOSE_WEIGHTS_URL", "http://127.0.0.1:9/no-network-in-tests")
     for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
 

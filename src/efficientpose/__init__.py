@@ -1,6 +1,7 @@
 """efficientpose: fast single-person pose estimation (EfficientPose, Groos et al. 2021) in PyTorch.
 
-The public API: ``load_model``, ``PoseEstimator``, ``Pose``, ``KEYPOINTS``. Heavy modules load on first use.
+The public API: ``load_model``, ``list_models``, ``PoseEstimator``, ``Pose``, ``KEYPOINTS``. Heavy modules load on
+first use.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ if TYPE_CHECKING:
     from efficientpose.inference.estimator import PoseEstimator
     from efficientpose.pose import Pose
     from efficientpose.skeleton import KEYPOINTS
-    from efficientpose.weights.hub import load_model
+    from efficientpose.weights.hub import list_models, load_model
 
-__all__ = ["KEYPOINTS", "Pose", "PoseEstimator", "load_model"]
+__all__ = ["KEYPOINTS", "Pose", "PoseEstimator", "list_models", "load_model"]
 __version__ = "0.1.0"
 
 
@@ -32,8 +33,8 @@ def __getattr__(name: str) -> Any:
         from efficientpose.inference.estimator import PoseEstimator
 
         return PoseEstimator
-    if name == "load_model":
-        from efficientpose.weights.hub import load_model
+    if name in ("load_model", "list_models"):
+        from efficientpose.weights import hub
 
-        return load_model
+        return getattr(hub, name)
     raise AttributeError(f"module 'efficientpose' has no attribute {name!r}")

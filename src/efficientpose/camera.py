@@ -13,7 +13,7 @@ import sys
 import cv2
 
 from efficientpose.inference.estimator import PoseEstimator
-from efficientpose.inference.tracking import track
+from efficientpose.inference.tracking import PersonTracker
 from efficientpose.io.draw import draw_pose
 from efficientpose.io.predictions import VideoPredictionsWriter
 from efficientpose.io.video import open_camera
@@ -48,9 +48,10 @@ def run_camera(index: int, estimator: PoseEstimator, options: PredictOptions) ->
                                         names=estimator.names)
         cleanup.callback(writer.close)  # also on an error (e.g. the camera unplugged): keeps the frames so far
         try:
-            for frame, pose in track(reader, estimator, batch_size=1, roi=options.roi,
-                                     smooth=options.smoothing if options.smooth else None,
-                                     threshold=options.threshold):
+            tracker = PersonTracker(estimator, roi=options.roi, smooth=options.smoothing if options.smooth else None,
+                                    threshold=options.threshold)
+            for frame in reader:
+                pose = tracker(frame.image, frame.time)
                 writer.add(frame.index, frame.time, pose)
                 if show:
                     shown = draw_pose(frame.image, pose, threshold=options.threshold)

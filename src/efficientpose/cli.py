@@ -12,8 +12,14 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from efficientpose.entry import interrupted, raise_on_interrupts, restore_handlers
-from efficientpose.errors import EfficientPoseError, UsageError, one_line, report
+from efficientpose.errors import EfficientPoseError, UsageError, exit_code, one_line
+from efficientpose.interrupts import interrupted, raise_on_interrupts, restore_handlers
+
+
+def report(prog: str, exc: EfficientPoseError) -> int:
+    """Print ``exc`` as one line for command ``prog`` and return its exit code (:func:`errors.exit_code`)."""
+    print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
+    return exit_code(exc)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,7 +45,7 @@ def _dataset_label(args: argparse.Namespace) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from efficientpose.inference.tracking import SmoothingParams
+    from efficientpose.inference.smoothing import SmoothingParams
     from efficientpose.predict import PredictOptions, predict_files
 
     if not args.paths and args.camera is None:
@@ -115,19 +121,16 @@ def _evaluate_report(args: argparse.Namespace, samples: list, model: str | None 
     if args.predictions is not None:
         return evaluate(samples, load_predictions(args.predictions), alpha=args.alpha, dataset=dataset)
     if args.pipeline == "authors":
-        import os
-
         from efficientpose.evaluation.samples import predict_samples_authors
         from efficientpose.models.variants import get_variant
+        from efficientpose.weights.files import find_weights
 
         variant = get_variant(model or args.model)
         tflite = next(f for f in variant.files if f.relpath.endswith(".tflite"))
-        folder = os.environ.get("EFFICIENTPOSE_WEIGHTS_DIR")
-        path = args.weights if args.weights else (Path(folder) / tflite.relpath if folder else None)
-        if path is None or not path.is_file() or path.suffix != ".tflite":
-            raise UsageError(f"--pipeline authors needs the authors' {tflite.relpath}: set EFFICIENTPOSE_WEIGHTS_DIR "
-                             f"or pass --weights FILE.tflite")
-        poses = predict_samples_authors(samples, path, variant.normalization)
+        path = find_weights([tflite], explicit=args.weights, what=f"the authors' pipeline ({tflite.relpath})").path
+        if path.suffix != ".tflite":
+            raise UsageError(f"--pipeline authors needs the authors' {tflite.relpath}, not {path}")
+        poses = predict_samples_authors(samples, path, variant.normalization.name)
     else:
         from efficientpose.evaluation.samples import predict_samples
 
@@ -171,9 +174,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.predictions is not None or args.pipeline != "ours":
         raise UsageError("--compare-decoders runs our model: it cannot be combined with --predictions or "
                          "--pipeline authors")
+    from efficientpose.codec.heatmap import DECODERS
     from efficientpose.evaluation.evaluate import compare_reports, evaluate
     from efficientpose.evaluation.samples import predict_samples_by_decoder
-    from efficientpose.inference.estimator import DECODERS
 
     poses = predict_samples_by_decoder(samples, _estimator(args), DECODERS, batch_size=args.batch_size)
     reports = {}
@@ -319,6 +322,9 @@ def _add_eval_args(p: argparse.ArgumentParser, dataset_required: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from efficientpose.inference.smoothing import DEFAULT_SMOOTHING
+    from efficientpose.pose import DEFAULT_THRESHOLD
+
     parser = _Parser(prog="efficientpose", description="Single-person pose estimation with EfficientPose.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -331,16 +337,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flip", action="store_true", help="horizontal-flip test-time augmentation")
     p.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True,
                    help="One-Euro smoothing of video keypoints (default on)")
-    p.add_argument("--min-cutoff", type=float, default=1.0, help="One-Euro minimum cutoff frequency (Hz)")
-    p.add_argument("--beta", type=float, default=0.05, help="One-Euro speed coefficient")
-    p.add_argument("--d-cutoff", type=float, default=1.0, help="One-Euro derivative cutoff (Hz)")
+    p.add_argument("--min-cutoff", type=float, default=DEFAULT_SMOOTHING.min_cutoff,
+                   help="One-Euro minimum cutoff frequency (Hz; default %(default)s)")
+    p.add_argument("--beta", type=float, default=DEFAULT_SMOOTHING.beta,
+                   help="One-Euro speed coefficient (default %(default)s)")
+    p.add_argument("--d-cutoff", type=float, default=DEFAULT_SMOOTHING.d_cutoff,
+                   help="One-Euro derivative cutoff (Hz; default %(default)s)")
     p.add_argument("--roi", action=argparse.BooleanOptionalAction, default=True,
                    help="crop video frames around the previous confident pose, and search untracked frames "
                         "for a small person (default on)")
     p.add_argument("--search", action=argparse.BooleanOptionalAction, default=False,
                    help="photos: where the whole-image pose is unsure, search for a smaller person in "
                         "overlapping crops (about 20 extra passes for such a photo; default off)")
-    p.add_argument("--threshold", type=float, default=0.3, help="score below which a keypoint is not drawn")
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                   help="score below which a keypoint is not drawn (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=8, help="images/frames per forward pass")
     p.add_argument("--camera", type=int, metavar="N", help="live webcam N (q or Ctrl-C stops)")
     p.add_argument("--backend", default="auto", help="auto, torch, onnxruntime or openvino")
@@ -382,7 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="put two analyze output folders side by side in OUTPUT/compare.html (before, after)")
     _add_model_args(p)
     p.add_argument("--output", type=Path, default=Path("efficientpose-analysis"), help="output folder")
-    p.add_argument("--threshold", type=float, default=0.3, help="keypoint score below which a frame is a gap")
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                   help="keypoint score below which a frame is a gap (default %(default)s)")
     p.add_argument("--backend", default="auto")
     p.add_argument("--activity", default="auto", choices=ANALYZE_ACTIVITIES,
                    help="preset choosing the repetition signal and thresholds (auto: the largest periodic angle)")
@@ -461,6 +472,4 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 if __name__ == "__main__":
-    from efficientpose.entry import main as entry_main
-
-    sys.exit(entry_main())
+    sys.exit(main())

@@ -11,23 +11,21 @@ class WeightsError(EfficientPoseError):
     """A weight file is missing, corrupt, for the wrong variant or has a tensor of the wrong shape."""
 
 
-class InputError(EfficientPoseError):
-    """A user's input file (image, video, predictions) cannot be read; the message names the file."""
+class InputError(EfficientPoseError, ValueError):
+    """A user's input file (image, video, predictions) cannot be read; the message names the file. A ValueError,
+    so that ordinary ``except ValueError`` clauses catch it (most are about a file's content)."""
 
 
 class DatasetError(EfficientPoseError):
     """An annotation file or dataset folder is malformed or incomplete."""
 
 
-class UsageError(EfficientPoseError):
-    """Wrong arguments: an unknown model name, an impossible option combination."""
+class UsageError(EfficientPoseError, ValueError):
+    """Wrong arguments: an unknown model name, an impossible option combination. A ValueError."""
 
 
-def report(prog: str, exc: EfficientPoseError) -> int:
-    """Print ``exc`` as one line for command ``prog`` and return its exit code: 2 for usage errors, else 1."""
-    import sys
-
-    print(f"{prog}: error: {exc}", file=sys.stderr)
+def exit_code(exc: EfficientPoseError) -> int:
+    """The command-line exit code of ``exc``: 2 for usage errors, else 1."""
     return 2 if isinstance(exc, UsageError) else 1
 
 

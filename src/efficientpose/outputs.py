@@ -16,7 +16,6 @@ from efficientpose.io.predictions import (
     read_predictions,
     read_video_predictions,
     video_csv_header,
-    video_output_paths,
     write_image_predictions,
 )
 
@@ -33,6 +32,5 @@ __all__ = [
     "read_predictions",
     "read_video_predictions",
     "video_csv_header",
-    "video_output_paths",
     "write_image_predictions",
 ]

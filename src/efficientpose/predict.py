@@ -20,14 +20,15 @@ from tqdm import tqdm
 
 from efficientpose.errors import EfficientPoseError, UsageError, input_error
 from efficientpose.inference.estimator import PoseEstimator, Prepared
-from efficientpose.inference.tracking import DEFAULT_SMOOTHING, SmoothingParams, find_person, roi_from_pose, track
+from efficientpose.inference.smoothing import DEFAULT_SMOOTHING, SmoothingParams
+from efficientpose.inference.tracking import find_person, roi_from_pose, track
 from efficientpose.io.atomic import check_not_input, check_writable_folder
 from efficientpose.io.draw import annotated_path, draw_pose, save_image
 from efficientpose.io.images import read_image
 from efficientpose.io.inputs import expand_inputs
-from efficientpose.io.predictions import ImagePredictionsWriter, VideoPredictionsWriter
+from efficientpose.io.predictions import IMAGE_CSV_NAME, IMAGE_JSON_NAME, ImagePredictionsWriter, VideoPredictionsWriter
 from efficientpose.io.video import VideoReader, VideoWriter, batched, held_bytes
-from efficientpose.pose import Pose
+from efficientpose.pose import DEFAULT_THRESHOLD, Pose
 
 T = TypeVar("T")
 
@@ -44,7 +45,7 @@ class PredictOptions:
     batch_size: int = 8
     roi: bool = True
     search: bool = False  #: photos: search for a small person where the whole-image pose is unsure
-    threshold: float = 0.3
+    threshold: float = DEFAULT_THRESHOLD  #: keypoints scoring below are not drawn, nor tracked from
     progress: bool | None = None  #: None: show a bar only when stderr is a terminal
     on_frame: Callable[[int], None] | None = None  #: called after each video frame with the frames done so far
 
@@ -241,7 +242,7 @@ def predict_video(path: Path, estimator: PoseEstimator, options: PredictOptions,
 
 def image_poses(paths: list[Path], estimator: PoseEstimator, batch_size: int = 8,
                 errors: list[EfficientPoseError] | None = None, search: bool = False,
-                threshold: float = 0.3) -> Iterator[tuple[Path, np.ndarray, Pose]]:
+                threshold: float = DEFAULT_THRESHOLD) -> Iterator[tuple[Path, np.ndarray, Pose]]:
     """(path, RGB image, pose) for every readable image, in order. A reader thread decodes and letterboxes ahead
     while the model runs; unreadable files are appended to ``errors`` (raised if it is None). With ``search``,
     an image whose whole-image pose is too unsure to crop around (:func:`roi_from_pose`) is searched for a
@@ -281,7 +282,7 @@ def predict_files(inputs: Iterable[str | Path], estimator: PoseEstimator, option
              if out in named or i.path.resolve() in named or out not in i.path.resolve().parents]
     images = [i.path for i in items if i.kind == "image"]
     videos = [i.path for i in items if i.kind == "video"]
-    used: set[str] = {"predictions.json", "predictions.csv"}
+    used: set[str] = {IMAGE_JSON_NAME, IMAGE_CSV_NAME}
     drawn_names = {p: unique_name(annotated_path(options.output, p).name, used) for p in images} if options.draw else {}
     # a stem leaves room for its longest output name, <stem>_pose.mp4
     stems = [Path(unique_name(f"{v.stem}.json", used, NAME_MAX - len("_pose.mp4") + len(".json"))).stem
@@ -292,7 +293,7 @@ def predict_files(inputs: Iterable[str | Path], estimator: PoseEstimator, option
     options.output.mkdir(parents=True, exist_ok=True)
     check_writable_folder(options.output)  # a read-only output folder: one line now, not one per input
     if images:
-        json_path, csv_path = options.output_paths("predictions")
+        json_path, csv_path = options.output_paths(Path(IMAGE_JSON_NAME).stem)
         for p in (json_path, csv_path):
             if p is not None:
                 check_not_input(p, images)

@@ -30,7 +30,12 @@ from efficientpose.analysis.summary import build_summary, plane_check
 from efficientpose.analysis.swaps import repair_swaps
 from efficientpose.analysis.units import displacement, scale_from_calibration, scale_from_height
 from efficientpose.errors import InputError
-from efficientpose.io.predictions import VideoPredictions, read_video_predictions, video_predictions_from_json
+from efficientpose.io.predictions import (
+    VideoPredictions,
+    check_times,
+    read_video_predictions,
+    video_predictions_from_json,
+)
 from efficientpose.skeleton import KEYPOINTS
 
 #: Default keypoint score below which a keypoint is a gap.
@@ -183,13 +188,7 @@ def compute(
     data = load_predictions(predictions)
     source = str(predictions) if isinstance(predictions, (str, os.PathLike)) else data.file or "predictions"
     times, frames = data.times, data.frames
-    if not np.isfinite(times).all():
-        if data.fps:
-            times = np.where(np.isfinite(times), times, frames / data.fps)
-        else:
-            raise InputError(f"{source}: some frames have no time and the file no fps")
-    if np.any(np.diff(times) <= 0):
-        raise InputError(f"{source}: frame times are not strictly increasing")
+    check_times(frames, times, source)  # the reader's own rule, for predictions built in Python too
     if not slowmo > 0:
         raise ValueError(f"slowmo must be a positive factor, got {slowmo}")
     times = times / slowmo

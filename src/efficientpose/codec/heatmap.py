@@ -1,4 +1,5 @@
-"""Heatmaps -> keypoints: arg-max, DARK sub-pixel refinement, flip test-time augmentation.
+"""Keypoints <-> heatmaps: Gaussian targets (encode), arg-max and DARK sub-pixel decoding, the network's fixed x8
+upsampling, flip test-time augmentation; :class:`HeatmapCodec` states the stride contract once.
 
 Heatmaps are channels-first ``(N, K, H, W)`` (or ``(K, H, W)``), numpy or torch. Results are ``(N, K, 3)``
 (or ``(K, 3)``): x, y in the continuous pixel convention of the network input (heatmap pixel (i, j) has its
@@ -13,6 +14,7 @@ real-time mode, so thresholds stay comparable. See docs/decoding.md.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import cv2
@@ -21,7 +23,8 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["decode_argmax", "decode_refined", "flip_merge", "gaussian_blur"]
+__all__ = ["DECODERS", "HeatmapCodec", "decode_argmax", "decode_refined", "flip_merge", "gaussian_blur",
+           "gaussian_heatmaps", "upsample_x8"]
 
 #: Largest sub-pixel correction (heatmap pixels) DARK may apply per axis; a larger Newton step means the
 #: neighbourhood is not log-quadratic and is clamped.
@@ -151,3 +154,105 @@ def flip_merge(heatmaps: np.ndarray | torch.Tensor, flipped_heatmaps: np.ndarray
         return (heatmaps + back) * 0.5
     back = np.asarray(flipped_heatmaps)[..., index, :, ::-1]
     return (np.asarray(heatmaps) + back) * 0.5
+
+
+# --------------------------------------------------------------------------------------------- encode
+
+
+def pixel_centres(n: int) -> np.ndarray:
+    """Pixel centres of a length-n axis in output-pixel units (input coordinates / stride)."""
+    return np.arange(n, dtype=np.float64) + 0.5
+
+
+def gaussian_heatmaps(
+    joints: np.ndarray,
+    annotated: np.ndarray,
+    size_out: int | tuple[int, int],
+    stride: float,
+    sigma: float,
+) -> np.ndarray:
+    """(K, H, W) float32 maps exp(-d^2 / 2 sigma^2), d = distance (output pixels) of a pixel centre to the joint.
+
+    The continuous peak is 1 at the joint (the sampled maximum is 1 only for a joint on a pixel centre);
+    channels of joints that are not annotated (or not finite) are all zero. Separable, so O(K (H + W)) exps.
+    """
+    if isinstance(size_out, int | np.integer):
+        h, w = int(size_out), int(size_out)
+    else:
+        h, w = (int(v) for v in size_out)
+    p = np.asarray(joints, dtype=np.float64).reshape(-1, 2) / float(stride)
+    ok = np.asarray(annotated, dtype=bool) & np.isfinite(p).all(axis=1)
+    p = np.where(ok[:, None], p, 0.0)
+    gx = np.exp(-((pixel_centres(w)[None, :] - p[:, :1]) ** 2) / (2.0 * sigma**2))
+    gy = np.exp(-((pixel_centres(h)[None, :] - p[:, 1:]) ** 2) / (2.0 * sigma**2))
+    gx *= ok[:, None]
+    return (gy.astype(np.float32)[:, :, None] * gx.astype(np.float32)[:, None, :])
+
+
+# --------------------------------------------------------------------------------------------- x8 upsampling
+
+
+def _upsample2_axis(x: np.ndarray, axis: int) -> np.ndarray:
+    """x2 along ``axis`` exactly as a bilinear ConvTranspose (kernel 4, stride 2, padding 1, zero padding):
+    out[2i] = 0.75 x[i] + 0.25 x[i - 1], out[2i + 1] = 0.75 x[i] + 0.25 x[i + 1], with x[-1] = x[n] = 0."""
+    x = np.moveaxis(x, axis, -1)
+    n = x.shape[-1]
+    padded = np.zeros((*x.shape[:-1], n + 2), dtype=np.float32)
+    padded[..., 1:-1] = x
+    out = np.empty((*x.shape[:-1], 2 * n), dtype=np.float32)
+    out[..., 0::2] = np.float32(0.75) * x + np.float32(0.25) * padded[..., :-2]
+    out[..., 1::2] = np.float32(0.75) * x + np.float32(0.25) * padded[..., 2:]
+    return np.moveaxis(out, -1, axis)
+
+
+def upsample_x8(heatmaps: np.ndarray) -> np.ndarray:
+    """The network's fixed x8 upsampling (three bilinear x2 transposed convolutions, architecture.md §5) in numpy:
+    (..., H, W) -> (..., 8H, 8W) float32, so the authors' arg-max decoding needs no torch."""
+    out = np.asarray(heatmaps, dtype=np.float32)
+    for _ in range(3):
+        out = _upsample2_axis(_upsample2_axis(out, -1), -2)
+    return out
+
+
+# --------------------------------------------------------------------------------------------- the codec
+
+#: The decoders :meth:`HeatmapCodec.decode` offers: DARK-refined on the R/8 maps, or the authors' arg-max.
+DECODERS = ("refined", "argmax")
+
+
+@dataclass(frozen=True)
+class HeatmapCodec:
+    """Keypoints <-> heatmaps for an R x R input whose network heatmaps are R/``stride`` (the contract between
+    training targets and inference decoding, stated once).
+
+    ``encode`` draws the Gaussian targets at any stride (1: full resolution, ``stride``: the network's own);
+    ``decode`` turns the network's R/``stride`` maps into (N, K, 3) keypoints in input pixels.
+    """
+
+    input_size: int
+    stride: int = 8
+    argmax_blur: float = 1.0  #: the authors' Gaussian blur before the arg-max (non-real-time mode)
+
+    @property
+    def low_size(self) -> int:
+        """Side of the network's own heatmaps, ceil(R / stride)."""
+        return -(-self.input_size // self.stride)
+
+    def encode(self, joints: np.ndarray, annotated: np.ndarray, sigma: float, stride: int | None = None) -> np.ndarray:
+        """(K, R/s, R/s) Gaussian targets for joints in input pixels, at ``stride`` s (default: the network's)."""
+        s = self.stride if stride is None else int(stride)
+        return gaussian_heatmaps(joints, annotated, -(-self.input_size // s), s, sigma)
+
+    def decode(self, heatmaps: np.ndarray, decoder: str = "refined") -> np.ndarray:
+        """Keypoints (N, K, 3) in input pixels from the network's maps (N, K, R/s, R/s).
+
+        "refined": DARK sub-pixel refinement directly on the R/s maps (the fixed bilinear upsampling adds no
+        information, and decoding 64x fewer pixels is faster); "argmax": the authors' decoding of the
+        upsampled maps (Gaussian blur, arg-max, pixel centre).
+        """
+        if decoder == "refined":
+            return decode_refined(heatmaps, 0.0, stride=self.input_size / np.shape(heatmaps)[-1])
+        if decoder == "argmax":
+            full = np.shape(heatmaps)[-1] == self.input_size  # an export with the upsampling inside
+            return decode_argmax(heatmaps if full else upsample_x8(heatmaps), blur=self.argmax_blur)
+        raise ValueError(f"unknown decoder {decoder!r}; choose one of: {', '.join(DECODERS)}")

@@ -12,37 +12,30 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
+from efficientpose.codec.heatmap import HeatmapCodec
+from efficientpose.codec.normalize import Normalization, to_input
 from efficientpose.data.sample import Sample
-from efficientpose.data.targets import (
-    SigmaSchedule,
-    gaussian_heatmaps,
-    keypoint_mask,
-    limb_mask,
-    paf_targets,
-)
-from efficientpose.data.transforms import SCALE_UNIT, AugmentConfig, augment_detailed
+from efficientpose.data.targets import SigmaSchedule, keypoint_mask, limb_mask, paf_targets
+from efficientpose.data.transforms import AugmentConfig, augment_detailed
+from efficientpose.errors import InputError
+from efficientpose.io.images import read_image
 from efficientpose.skeleton import PAF_LIMBS, Skeleton, remap
 
-#: Stride of the intermediate (PAF and first confidence) heads.
-LOW_STRIDE = 8
 #: How many skipped samples a warning names before summarising the rest.
 _WARN_LIST = 20
 
 
 def read_rgb(path: Path) -> np.ndarray | None:
-    """The image as (H, W, 3) uint8 RGB in stored pixel order (EXIF orientation ignored, as annotated), or None."""
+    """The image as (H, W, 3) uint8 RGB, upright per its EXIF orientation (annotations refer to the image as
+    shown, and evaluation and inference read it the same way), or None when unreadable."""
     try:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    except cv2.error:
+        return read_image(path)
+    except InputError:
         return None
-    if image is None or image.size == 0:
-        return None
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def default_limbs(skeleton: Skeleton) -> tuple[tuple[int, int], ...]:
@@ -103,7 +96,8 @@ class PoseDataset(Dataset):
         self.samples = list(samples)
         self.skeleton = skeleton
         self.size = int(size)
-        self.low_size = -(-self.size // LOW_STRIDE)
+        self.codec = HeatmapCodec(self.size)
+        self.low_size = self.codec.low_size
         self.cfg = cfg if cfg is not None else AugmentConfig(train=train)
         if not train and self.cfg.train:
             self.cfg = replace(self.cfg, train=False)
@@ -114,8 +108,7 @@ class PoseDataset(Dataset):
         self.epoch = 0
         self.limbs = tuple(limbs) if limbs is not None else default_limbs(skeleton)
         self.paf_width = float(paf_width)
-        self.mean = np.asarray(mean, dtype=np.float32).reshape(3)
-        self.std = np.asarray(std, dtype=np.float32).reshape(3)
+        self.normalization = Normalization(tuple(mean), tuple(std))
         self._flip_index = skeleton.flip_index
         self._joints: list[np.ndarray] = []
         self._annotated: list[np.ndarray] = []
@@ -158,23 +151,19 @@ class PoseDataset(Dataset):
         if image is None:
             warnings.warn(f"PoseDataset: skipping sample #{index}, unreadable image {sample.image}", stacklevel=2)
             return None
-        center, scale = sample.center, sample.scale
-        if center is None and sample.box is not None:
-            x0, y0, x1, y1 = np.asarray(sample.box, dtype=np.float64)
-            center, scale = np.array([(x0 + x1) / 2, (y0 + y1) / 2]), max(x1 - x0, y1 - y0) / SCALE_UNIT
+        box = sample.box if sample.center is None else None
         result = augment_detailed(image, self._joints[position], self._annotated[position],
                                   self.rng(position) if self.train else None, self.cfg, self.size,
-                                  self._flip_index, center, scale)
+                                  self._flip_index, sample.center, sample.scale, box)
         joints, annotated = result.joints, result.annotated
         sigma_full, sigma_low = self.sigmas
-        pixels = (result.image / 255.0 - self.mean) / self.std
+        stride = self.codec.stride
         return {
-            "image": torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1), dtype=np.float32)),
-            "heatmaps": torch.from_numpy(gaussian_heatmaps(joints, annotated, self.size, 1, sigma_full)),
-            "heatmaps_low": torch.from_numpy(
-                gaussian_heatmaps(joints, annotated, self.low_size, LOW_STRIDE, sigma_low)),
+            "image": torch.from_numpy(to_input(result.image, self.normalization)[0]),
+            "heatmaps": torch.from_numpy(self.codec.encode(joints, annotated, sigma_full, stride=1)),
+            "heatmaps_low": torch.from_numpy(self.codec.encode(joints, annotated, sigma_low)),
             "pafs": torch.from_numpy(
-                paf_targets(joints, annotated, self.limbs, self.low_size, LOW_STRIDE, self.paf_width)),
+                paf_targets(joints, annotated, self.limbs, self.low_size, stride, self.paf_width)),
             "keypoint_mask": torch.from_numpy(keypoint_mask(annotated)),
             "limb_mask": torch.from_numpy(limb_mask(annotated, self.limbs)),
             "joints": torch.from_numpy(np.where(annotated[:, None], joints, 0.0).astype(np.float32)),

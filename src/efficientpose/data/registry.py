@@ -13,6 +13,8 @@ from efficientpose.errors import UsageError
 #: Dataset name -> default split. Splits: mpii valid|train|release, lsp train|test|all, lspet all,
 #: coco the JSON stems under annotations/ (e.g. val2017, or val2017_mini for the test copy).
 DATASETS: dict[str, str] = {"mpii": "valid", "lsp": "test", "lspet": "all", "coco": "val2017"}
+#: Dataset name -> the split training uses unless told otherwise.
+TRAIN_SPLITS: dict[str, str] = {"mpii": "train", "lsp": "train", "lspet": "all", "coco": "train2017"}
 
 
 def open_dataset(name: str, root: Path, split: str | None = None, *, require_images: bool = True,

@@ -1,4 +1,5 @@
-"""Training targets: Gaussian heatmaps, part-affinity fields, loss masks, the sigma schedule and flips.
+"""Training targets: part-affinity fields, loss masks, the sigma schedule and flips (the Gaussian heatmaps are the
+codec's: :func:`efficientpose.codec.heatmap.gaussian_heatmaps`).
 
 A target map of H x W pixels at ``stride`` s covers the input: output pixel (i, j) has its centre at
 input coordinates ((i + 0.5) s, (j + 0.5) s), so decoding is "arg-max, + 0.5, x stride". Sigma and PAF
@@ -11,39 +12,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from efficientpose.codec.heatmap import pixel_centres
+
 
 def _size_hw(size_out: int | tuple[int, int]) -> tuple[int, int]:
     if isinstance(size_out, int | np.integer):
         return int(size_out), int(size_out)
     h, w = size_out
     return int(h), int(w)
-
-
-def _centres(n: int) -> np.ndarray:
-    """Pixel centres of a length-n axis in output-pixel units (input coordinates / stride)."""
-    return np.arange(n, dtype=np.float64) + 0.5
-
-
-def gaussian_heatmaps(
-    joints: np.ndarray,
-    annotated: np.ndarray,
-    size_out: int | tuple[int, int],
-    stride: float,
-    sigma: float,
-) -> np.ndarray:
-    """(K, H, W) float32 maps exp(-d^2 / 2 sigma^2), d = distance (output pixels) of a pixel centre to the joint.
-
-    The continuous peak is 1 at the joint (the sampled maximum is 1 only for a joint on a pixel centre);
-    channels of joints that are not annotated (or not finite) are all zero. Separable, so O(K (H + W)) exps.
-    """
-    h, w = _size_hw(size_out)
-    p = np.asarray(joints, dtype=np.float64).reshape(-1, 2) / float(stride)
-    ok = np.asarray(annotated, dtype=bool) & np.isfinite(p).all(axis=1)
-    p = np.where(ok[:, None], p, 0.0)
-    gx = np.exp(-((_centres(w)[None, :] - p[:, :1]) ** 2) / (2.0 * sigma**2))
-    gy = np.exp(-((_centres(h)[None, :] - p[:, 1:]) ** 2) / (2.0 * sigma**2))
-    gx *= ok[:, None]
-    return (gy.astype(np.float32)[:, :, None] * gx.astype(np.float32)[:, None, :])
 
 
 def paf_targets(
@@ -63,8 +39,8 @@ def paf_targets(
     out = np.zeros((2 * len(limbs), h, w), dtype=np.float32)
     p = np.asarray(joints, dtype=np.float64).reshape(-1, 2) / float(stride)
     ok = np.asarray(annotated, dtype=bool) & np.isfinite(p).all(axis=1)
-    xs = _centres(w)[None, :]
-    ys = _centres(h)[:, None]
+    xs = pixel_centres(w)[None, :]
+    ys = pixel_centres(h)[:, None]
     for i, (a, b) in enumerate(limbs):
         if not (ok[a] and ok[b]):
             continue

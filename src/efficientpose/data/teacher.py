@@ -7,17 +7,15 @@ shard per ``shard_size`` samples, ``<dataset>-<split>/<first index>.npz``, holdi
 (n, 16, 3: x, y in original image pixels, continuous convention, and score) and ``frames`` (n, 3: crop centre
 x, y and side). Shards are written atomically; a rerun skips the shards already there, so the job resumes.
 
-Run: ``python -m efficientpose.data.teacher --config configs/rt-lsp.toml`` (docs/training.md, "Distillation").
+Run: ``python -m efficientpose.train.teacher --config configs/rt-lsp.toml`` (docs/training.md, "Distillation").
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
 import logging
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -26,10 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from efficientpose.codec.geometry import affine_matrix, invert_points, warp
 from efficientpose.data.dataset import read_rgb
 from efficientpose.data.sample import Sample
-from efficientpose.data.transforms import AugmentConfig, affine_matrix, person_frame, transform_points, warp_image
-from efficientpose.errors import DatasetError, EfficientPoseError, UsageError, report
+from efficientpose.data.transforms import AugmentConfig, person_frame
+from efficientpose.errors import DatasetError, UsageError
 from efficientpose.io.atomic import atomic_write_bytes, atomic_write_text
 from efficientpose.skeleton import KEYPOINTS, remap
 
@@ -97,11 +96,6 @@ def crop_frame(sample: Sample, image_size: tuple[int, int]) -> tuple[np.ndarray,
     return person_frame(sample.joints, sample.annotated, image_size, CROP, sample.center, sample.scale)
 
 
-def _invert(matrix: np.ndarray) -> np.ndarray:
-    full = np.vstack([np.asarray(matrix, dtype=np.float64), [0.0, 0.0, 1.0]])
-    return np.linalg.inv(full)[:2]
-
-
 def run_teacher(teacher: Teacher, samples: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
     """Keypoints (n, 16, 3) in original pixels and crop frames (n, 3) for ``samples``, in one batch.
 
@@ -121,7 +115,7 @@ def run_teacher(teacher: Teacher, samples: Sequence[Sample]) -> tuple[np.ndarray
             continue
         centre, side = crop_frame(sample, (image.shape[1], image.shape[0]))
         matrix = affine_matrix(centre, side, size)
-        crops.append(warp_image(np.ascontiguousarray(image), matrix, size))
+        crops.append(warp(np.ascontiguousarray(image), matrix, size))
         matrices.append(matrix)
         rows.append(i)
         frames[i] = (centre[0], centre[1], side)
@@ -130,7 +124,7 @@ def run_teacher(teacher: Teacher, samples: Sequence[Sample]) -> tuple[np.ndarray
     decoded = est.decode(est.heatmaps(np.stack(crops)))
     names = tuple(est.names)
     for row, matrix, kp in zip(rows, matrices, decoded, strict=True):
-        xy = transform_points(kp[:, :2], _invert(matrix))
+        xy = invert_points(kp[:, :2], matrix)
         keypoints[row] = remap(np.column_stack([xy, kp[:, 2]]), names, KEYPOINTS)
     return keypoints, frames
 
@@ -164,7 +158,7 @@ def read_shard(path: Path) -> dict[str, np.ndarray]:
 
 def _manifest(teacher: Teacher, size: int) -> dict[str, Any]:
     crop = {"policy": "person_frame", "margin": CROP.margin, "min_side": CROP.min_side, "input_size": size,
-            "warp": "transforms.warp_image (bilinear, zero border)"}
+            "warp": "codec.geometry.warp (area-averaged when shrinking, else bilinear; zero border)"}
     return {"format": CACHE_FORMAT, "teacher": teacher.identity(), "crop": crop, "keypoints": list(KEYPOINTS),
             "coordinates": "original image pixels, continuous (top-left corner 0, pixel centres +0.5)"}
 
@@ -269,62 +263,3 @@ def merge_teacher(samples: Sequence[Sample], teacher: Mapping[str, np.ndarray], 
         out.append(replace(s, keypoints=KEYPOINTS, joints=joints, annotated=annotated, visible=visible & annotated,
                            box=box))
     return out
-
-
-# ---- command line ----
-
-def _groups(config: Any, limit: int | None) -> list[tuple[str, str, list[Sample]]]:
-    """(dataset, split, samples) of a training config's data (its main and extra training sets)."""
-    from efficientpose.train.build import TRAIN_SPLITS, load_samples
-
-    out = []
-    for name, root, split in ((config.dataset, config.root, config.split),
-                              (config.extra_dataset, config.extra_root, config.extra_split)):
-        if name is None:
-            continue
-        split = split or TRAIN_SPLITS[name]
-        out.append((name, split, load_samples(name, root, split, limit, train=True)))
-    return out
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m efficientpose.data.teacher``: build (or resume) the teacher cache of a training config."""
-    p = argparse.ArgumentParser(prog="python -m efficientpose.data.teacher",
-                                description="Cache a teacher's keypoints for every training image of a config.")
-    p.add_argument("--config", type=Path, required=True, help="training config (TOML): its data and `teacher` folder")
-    p.add_argument("--out", type=Path, help="cache folder (default: the config's `teacher`)")
-    p.add_argument("--variant", default="ii", help="teacher model (default ii)")
-    p.add_argument("--weights", help="teacher weights file (default: the authors')")
-    p.add_argument("--no-flip", dest="flip", action="store_false", help="no flip test-time augmentation")
-    p.add_argument("--backend", default="openvino", help="inference backend (default openvino)")
-    p.add_argument("--threads", type=int, default=1, help="backend threads (default 1)")
-    p.add_argument("--shard-size", type=int, default=250)
-    p.add_argument("--limit", type=int, help="only the first N samples of each dataset (smoke runs)")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    try:
-        from efficientpose.train.config import load_config
-
-        config = load_config(args.config)
-        folder = args.out or (Path(config.teacher) if config.teacher else None)
-        if folder is None:
-            raise UsageError(f"{args.config}: no `teacher` folder; pass --out")
-        groups = _groups(config, args.limit)
-        teacher = load_teacher(args.variant, args.weights, flip=args.flip, backend=args.backend,
-                               threads=args.threads)
-        log.info("teacher %s (flip %s, %s backend, %s %s…) -> %s; %s", teacher.variant, teacher.flip,
-                 teacher.backend, teacher.weights, teacher.weights_sha256[:12], folder,
-                 ", ".join(f"{n}-{s}: {len(x)} samples" for n, s, x in groups))
-
-        def progress(name: str, done: int, total: int, seconds: float) -> None:
-            log.info("%s shard %d/%d in %.1f s", name, done, total, seconds)
-
-        build_cache(folder, teacher, groups, shard_size=args.shard_size, on_shard=progress)
-        log.info("complete: %s", folder)
-    except EfficientPoseError as exc:
-        return report("teacher", exc)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

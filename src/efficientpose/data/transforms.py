@@ -1,9 +1,8 @@
 """Training augmentation: one affine warp per sample (person crop, scale, rotation, shift, flip) plus colour.
 
-Coordinates follow the package's continuous pixel convention (pixel (i, j) has its centre at
-(i + 0.5, j + 0.5)). Every affine matrix here maps continuous source coordinates to continuous
-coordinates of the R x R network input; :func:`warp_image` converts to OpenCV's integer-centre
-convention. See ``docs/training-targets.md``.
+The crop policy, the affine maps and the resampling are the codec's (:mod:`efficientpose.codec.geometry`), shared
+with inference; this module draws the random parameters and adds colour and occlusion. See
+``docs/training-targets.md``.
 """
 
 from __future__ import annotations
@@ -13,8 +12,17 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-#: MPII's person scale is the box height divided by this many pixels.
-SCALE_UNIT = 200.0
+from efficientpose.codec.geometry import (
+    CROP_MARGIN,
+    MIN_SIDE,
+    Geometry,
+    affine_matrix,
+    inside_mask,
+    person_square,
+    transform_points,
+    warp,
+    whole_image_square,
+)
 
 
 @dataclass(frozen=True)
@@ -22,8 +30,8 @@ class AugmentConfig:
     """All augmentation ranges. ``train=False`` gives the deterministic centred crop and nothing else."""
 
     train: bool = True
-    margin: float = 1.25  #: crop side = margin x person extent (joints' bbox or 200 px x Sample.scale)
-    min_side: float = 16.0  #: smallest crop side in source pixels (a person with one annotated joint)
+    margin: float = CROP_MARGIN  #: crop side = margin x person extent (joints' bbox or 200 px x Sample.scale)
+    min_side: float = MIN_SIDE  #: smallest crop side in source pixels (a person with one annotated joint)
     scale: float = 0.25  #: crop side multiplied by a factor in [1 - scale, 1 + scale]
     rotation: float = 30.0  #: degrees, uniform in [-rotation, rotation] ...
     rotation_prob: float = 0.6  #: ... applied with this probability
@@ -36,16 +44,6 @@ class AugmentConfig:
     occlusion_prob: float = 0.0  #: probability of pasting occluding rectangles (off by default)
     occlusion_max: int = 2  #: at most this many rectangles
     occlusion_size: tuple[float, float] = (0.1, 0.3)  #: rectangle side range, fraction of R
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """The random geometric parameters of one sample (identity when not training)."""
-
-    scale: float = 1.0
-    rotation: float = 0.0  #: degrees, counter-clockwise on screen
-    shift: tuple[float, float] = (0.0, 0.0)  #: fraction of the crop side (= of R after the warp)
-    flip: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,76 +75,13 @@ def person_frame(
     cfg: AugmentConfig,
     center: np.ndarray | None = None,
     scale: float | None = None,
+    box: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
-    """Centre and side (source pixels) of the square person crop.
-
-    Centre: ``center`` if given, else the centre of the annotated joints' bounding box. Side:
-    ``margin * 200 * scale`` if ``scale`` is given, else ``margin * max(bbox width, height)``. With
-    neither a centre nor annotated joints the whole image (``image_size`` = (width, height)) is used.
-    """
-    pts = np.asarray(joints, dtype=np.float64)[np.asarray(annotated, dtype=bool)]
-    pts = pts[np.isfinite(pts).all(axis=1)]
-    if center is None and len(pts) == 0:
-        w, h = image_size
-        return np.array([w / 2.0, h / 2.0]), float(max(w, h))
-    if center is None:
-        lo, hi = pts.min(axis=0), pts.max(axis=0)
-        c = (lo + hi) / 2.0
-    else:
-        c = np.asarray(center, dtype=np.float64).reshape(2)
-    if scale is not None:
-        side = cfg.margin * SCALE_UNIT * float(scale)
-    elif len(pts):
-        side = cfg.margin * float((pts.max(axis=0) - pts.min(axis=0)).max())
-    else:
-        side = float(max(image_size))
-    return c, max(side, cfg.min_side)
-
-
-def affine_matrix(center: np.ndarray, side: float, size: int, geometry: Geometry = Geometry()) -> np.ndarray:
-    """(2, 3) matrix taking continuous source coordinates into the continuous R x R input.
-
-    Order: centre the crop, mirror x (flip), rotate, scale the (augmented) side to R, shift, move to R/2.
-    """
-    cx, cy = np.asarray(center, dtype=np.float64).reshape(2)
-    to_origin = np.array([[1.0, 0.0, -cx], [0.0, 1.0, -cy], [0.0, 0.0, 1.0]])
-    mirror = np.diag([-1.0 if geometry.flip else 1.0, 1.0, 1.0])
-    t = np.deg2rad(geometry.rotation)
-    rotate = np.array([[np.cos(t), np.sin(t), 0.0], [-np.sin(t), np.cos(t), 0.0], [0.0, 0.0, 1.0]])
-    k = size / (side * geometry.scale)
-    zoom = np.diag([k, k, 1.0])
-    to_frame = np.array([[1.0, 0.0, size * (0.5 + geometry.shift[0])],
-                         [0.0, 1.0, size * (0.5 + geometry.shift[1])], [0.0, 0.0, 1.0]])
-    return (to_frame @ zoom @ rotate @ mirror @ to_origin)[:2]
-
-
-def warp_image(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
-    """One ``cv2.warpAffine`` (bilinear, zero border) with the continuous matrix converted to OpenCV's.
-
-    OpenCV puts pixel centres at integer coordinates, we at +0.5: M_cv = T(-0.5) . A . T(+0.5).
-    """
-    a = np.asarray(matrix, dtype=np.float64)
-    m = a.copy()
-    m[:, 2] = a[:, 2] + a[:, :2] @ np.array([0.5, 0.5]) - 0.5
-    return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-
-
-def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """Apply a (2, 3) affine to (N, 2) continuous coordinates."""
-    p = np.asarray(points, dtype=np.float64)
-    return p @ np.asarray(matrix, dtype=np.float64)[:, :2].T + np.asarray(matrix, dtype=np.float64)[:, 2]
-
-
-def inside_mask(matrix: np.ndarray, source_size: tuple[int, int], size: int) -> np.ndarray:
-    """(R, R) bool: output pixels whose centre comes from inside the source image (not the zero border)."""
-    full = np.vstack([np.asarray(matrix, dtype=np.float64), [0.0, 0.0, 1.0]])
-    inv = np.linalg.inv(full)[:2]
-    c = np.arange(size, dtype=np.float64) + 0.5
-    x = inv[0, 0] * c[None, :] + inv[0, 1] * c[:, None] + inv[0, 2]
-    y = inv[1, 0] * c[None, :] + inv[1, 1] * c[:, None] + inv[1, 2]
-    w, h = source_size
-    return (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    """Centre and side (source pixels) of the square training crop: the codec's person-crop policy
+    (:func:`~efficientpose.codec.geometry.person_square`) with ``cfg``'s margin, else the whole image."""
+    found = person_square(image_size, box=box, center=center, scale=scale, joints=joints, annotated=annotated,
+                          margin=cfg.margin, min_side=cfg.min_side)
+    return found if found is not None else whole_image_square(image_size)
 
 
 def color_jitter(image: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig,
@@ -204,14 +139,18 @@ def augment_detailed(
     flip_index: np.ndarray,
     center: np.ndarray | None = None,
     scale: float | None = None,
+    box: np.ndarray | None = None,
 ) -> Augmented:
-    """:func:`augment` that also returns the affine matrix and the flip flag."""
+    """Crop, augment and warp one sample into the R x R input, with the affine that did it and the flip flag.
+
+    Deterministic given ``rng``; joints that leave the frame become not annotated. Colour jitter assumes RGB.
+    """
     train = cfg.train and rng is not None
     geometry = sample_geometry(rng, cfg)
     height, width = image.shape[:2]
-    c, side = person_frame(joints, annotated, (width, height), cfg, center, scale)
+    c, side = person_frame(joints, annotated, (width, height), cfg, center, scale, box)
     matrix = affine_matrix(c, side, size, geometry)
-    out = warp_image(np.ascontiguousarray(image), matrix, size).astype(np.float32, copy=False)
+    out = warp(np.ascontiguousarray(image), matrix, size).astype(np.float32, copy=False)
     if train:
         out = color_jitter(out, rng, cfg, inside_mask(matrix, (width, height), size))
         out = occlude(out, rng, cfg)
@@ -223,22 +162,3 @@ def augment_detailed(
         index = np.asarray(flip_index, dtype=np.int64)
         pts, ann = pts[index], ann[index]
     return Augmented(out, pts, ann, matrix, geometry.flip)
-
-
-def augment(
-    image: np.ndarray,
-    joints: np.ndarray,
-    annotated: np.ndarray,
-    rng: np.random.Generator | None,
-    cfg: AugmentConfig,
-    size: int,
-    flip_index: np.ndarray,
-    center: np.ndarray | None = None,
-    scale: float | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Crop, augment and warp one sample into the R x R input: (image float32, joints (K, 2), annotated (K,)).
-
-    Deterministic given ``rng``; joints that leave the frame become not annotated. Colour jitter assumes RGB.
-    """
-    result = augment_detailed(image, joints, annotated, rng, cfg, size, flip_index, center, scale)
-    return result.image, result.joints, result.annotated

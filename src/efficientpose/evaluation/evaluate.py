@@ -22,8 +22,8 @@ from efficientpose.data.sample import Sample
 from efficientpose.errors import DatasetError, InputError, UsageError
 from efficientpose.evaluation import metrics
 from efficientpose.io.atomic import atomic_write_bytes
-from efficientpose.io.predictions import load_json, number
-from efficientpose.pose import Pose
+from efficientpose.io.predictions import read_image_predictions
+from efficientpose.pose import Pose, json_safe
 from efficientpose.skeleton import KEYPOINTS, MPII_DATASET_ORDER, remap
 
 #: Default alpha per metric: PCKh@0.5 (MPII), PCK@0.2 (LSP convention).
@@ -41,32 +41,19 @@ PoseLike = Pose | np.ndarray
 
 
 def load_predictions(path: Path) -> dict[str, Pose]:
-    """Read a ``predict`` JSON list of ``{"file", "keypoints": {name: {"x", "y", "score"}}, ...}`` records,
-    keyed by ``file`` as written (or by an optional sample ``id``). Records without keypoints are skipped."""
-    path = Path(path)
-    data = load_json(path)  # the prediction files' reader: size, nesting and JSON validity, one line naming path
-    if not isinstance(data, list):
-        raise InputError(f"{path}: expected a JSON list of prediction records, got {type(data).__name__}")
+    """Poses of a ``predict`` file (JSON or CSV, read by :func:`efficientpose.io.predictions.read_image_predictions`,
+    the one reader) keyed by each record's ``id`` if it has one, else its ``file``; a key may appear once, and a
+    record without keypoints (no person found) is left out, so its sample counts as missed."""
     out: dict[str, Pose] = {}
-    seen: set[str] = set()
-    for i, record in enumerate(data):
-        if not isinstance(record, dict) or not isinstance(record.get("file"), str):
-            raise InputError(f"{path}: record {i} has no 'file' string")
-        key = record["id"] if isinstance(record.get("id"), str) else record["file"]
-        if key in seen:
+    missed: set[str] = set()
+    for i, record in enumerate(read_image_predictions(path)):
+        key = record.id if record.id is not None else record.file
+        if key in out or key in missed:
             raise InputError(f"{path}: record {i} repeats '{key}'")
-        seen.add(key)
-        keypoints = record.get("keypoints")
-        if not keypoints:
-            continue  # no person found in this image: evaluated as a missed sample
-        if not isinstance(keypoints, dict):
-            raise InputError(f"{path}: record {i} 'keypoints' is not an object")
-        rows = []
-        for name, kp in keypoints.items():
-            if not isinstance(kp, dict) or "x" not in kp or "y" not in kp:
-                raise InputError(f"{path}: record {i} keypoint '{name}' needs numeric x, y (and score)")
-            rows.append([number(kp.get(k), path, f"record {i} keypoint '{name}' {k}") for k in ("x", "y", "score")])
-        out[key] = Pose(np.asarray(rows, dtype=np.float64), tuple(keypoints))
+        if record.pose is None:  # no person found: the sample counts as missed
+            missed.add(key)
+        else:
+            out[key] = record.pose
     return out
 
 
@@ -114,19 +101,6 @@ def _as_xy(prediction: PoseLike, names: tuple[str, ...], target: tuple[str, ...]
     return remap(array[:, :2], names, target)
 
 
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN/inf -> None, numpy -> Python."""
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    return value
-
-
 def _fmt(value: float) -> str:
     return "–" if value is None or not math.isfinite(value) else f"{value:.1f}"
 
@@ -168,7 +142,7 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         """Everything as JSON-ready values (NaN becomes null)."""
-        return _clean({
+        return json_safe({
             "metric": METRIC_LABEL[self.metric], "alpha": self.alpha, "dataset": self.dataset,
             "samples": self.n_samples, "scored_samples": self.n_scored,
             "missing_predictions": self.missing_predictions, "shared_predictions": self.shared_predictions,

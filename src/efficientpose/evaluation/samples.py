@@ -10,28 +10,21 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from efficientpose.codec.geometry import Box, crop, person_square, square_box
 from efficientpose.data.sample import Sample
-from efficientpose.inference.estimator import Box, PoseEstimator, crop
+from efficientpose.inference.estimator import PoseEstimator
 from efficientpose.io.images import read_image
 from efficientpose.pose import Pose
 from efficientpose.skeleton import KEYPOINTS
 
-#: Margin around a person box (COCO bbox, MPII scale) before cropping: the standard 1.25.
-CROP_MARGIN = 1.25
-
 
 def person_box(sample: Sample) -> Box | None:
-    """The crop the model sees: the sample's box or MPII centre/scale with a margin; None = the whole image
-    (LSP and LSPET images are already person-centred)."""
-    if sample.box is not None:
-        x0, y0, x1, y1 = (float(v) for v in sample.box)
-        cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0) * CROP_MARGIN / 2
-        return cx - half, cy - half, cx + half, cy + half
-    if sample.center is not None and sample.scale is not None:
-        cx, cy = (float(v) for v in sample.center)
-        half = 200.0 * float(sample.scale) * CROP_MARGIN / 2
-        return cx - half, cy - half, cx + half, cy + half
-    return None
+    """The crop the model sees, by the codec's person-crop policy from the sample's box or MPII centre/scale;
+    None = the whole image. The annotated joints are never used (they are what is being scored), so LSP and
+    LSPET images, which have neither, are scored whole, as the benchmark protocol has it."""
+    found = person_square((0, 0), box=sample.box, center=sample.center, scale=sample.scale) \
+        if sample.box is not None or (sample.center is not None and sample.scale is not None) else None
+    return None if found is None else square_box(*found)
 
 
 def predict_samples(samples: Sequence[Sample], estimator: PoseEstimator, batch_size: int = 8,

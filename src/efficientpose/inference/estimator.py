@@ -1,26 +1,33 @@
-"""PoseEstimator: image in, Pose out. Ties the stages together in one direction:
-image -> letterbox -> tensor -> backend -> heatmaps -> decode -> coordinates in the original image."""
+"""PoseEstimator: image in, Pose out.
+
+Construction is apart from execution. :meth:`PoseEstimator.from_pretrained` finds the weights, exports, measures
+and caches (today's ``PoseEstimator("rt")``); :meth:`PoseEstimator.from_onnx` runs an exported file from its own
+metadata; either way the estimator itself only holds a ready runner and a small :class:`ModelSpec`, and runs one
+direction: image -> codec geometry -> normalised input -> runner -> heatmaps -> codec decoding -> the original
+image's pixels.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from PIL import Image
 
-from efficientpose.codec.geometry import Letterbox, letterbox
-from efficientpose.codec.heatmap import decode_argmax, decode_refined, flip_merge
-from efficientpose.codec.normalize import TF_MODE, TORCH_MODE, to_input
+from efficientpose.codec.geometry import Letterbox, letterbox_crop
+from efficientpose.codec.heatmap import DECODERS, HeatmapCodec, flip_merge, upsample_x8
+from efficientpose.codec.normalize import Normalization, to_input
 from efficientpose.errors import UsageError
-from efficientpose.inference.runtime.cache import cache_dir, file_identity
+from efficientpose.inference.runtime.cache import CachedExport, cache_dir, file_identity, read_export
 from efficientpose.inference.runtime.runners import Runner
-from efficientpose.inference.runtime.select import cached_runner, make_runner, select_auto
+from efficientpose.inference.runtime.select import available, cached_runner, make_runner, onnx_runner, select_auto
 from efficientpose.io.images import to_rgb_array
 from efficientpose.models.variants import Variant, get_variant
-from efficientpose.pose import Pose
+from efficientpose.pose import Box, Pose
 from efficientpose.skeleton import flip_index
 from efficientpose.weights.files import local_weights
 
@@ -28,109 +35,142 @@ if TYPE_CHECKING:
     from efficientpose.models.efficientpose import EfficientPose
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
-Box = tuple[float, float, float, float]  #: x0, y0, x1, y1 in original pixels
-#: A letterboxed uint8 input (R, R, 3), its geometry, and the (x, y) offset of its crop in the image.
-Prepared = tuple[np.ndarray, Letterbox, tuple[int, int]]
 
-DECODERS = ("refined", "argmax")
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What running a network's heatmaps needs besides the network: the variant, the keypoint names its channels
+    hold, the input size and normalisation, and the stride of the heatmaps the runner returns (8: the network's
+    own R/8 maps; 1: an export with the fixed upsampling inside)."""
+
+    variant: str
+    keypoints: tuple[str, ...]
+    input_size: int
+    normalization: Normalization
+    stride: int = 8
+
+    @classmethod
+    def of(cls, variant: Variant, keypoints: Sequence[str] | None = None, stride: int = 8) -> ModelSpec:
+        """The spec of ``variant`` (with its own keypoints unless others are given)."""
+        names = tuple(keypoints) if keypoints is not None else variant.keypoints
+        return cls(variant.name, names, variant.input_size, variant.normalization, stride)
+
+
+class Prepared(NamedTuple):
+    """One image made ready for the network (by :meth:`PoseEstimator.prepare`, which a reader thread can run ahead)."""
+
+    input: np.ndarray  #: letterboxed uint8 (R, R, 3)
+    geometry: Letterbox  #: maps input pixels back to the whole image's
+    image_size: tuple[int, int]  #: (width, height) of the whole image
+    roi: Box | None  #: the region the network sees, None for the whole image
 
 
 class PoseEstimator:
     """Single-person pose estimation with an EfficientPose variant.
 
+    ``PoseEstimator(runner, spec=spec)`` runs a ready :class:`~efficientpose.inference.runtime.runners.Runner`.
+    ``PoseEstimator("rt", weights, backend=...)`` (a variant name or a network instead of a runner) is
+    :meth:`from_pretrained`, kept as the short form the README shows.
     ``decoder`` is "refined" (arg-max + DARK sub-pixel refinement, the default) or "argmax" (the authors':
     Gaussian blur sigma 1, arg-max, pixel centre). ``flip`` averages with the mirrored image's heatmaps.
-    ``backend`` is "auto" (fastest installed backend that matches torch), "torch", "onnxruntime" or "openvino".
-    When an earlier start cached the ONNX export of the same weights file, an ONNX Runtime or OpenVINO backend
-    starts from it without building the PyTorch network; :attr:`model` builds that on first use.
+    Not safe to share across threads (runners keep per-call state).
     """
 
-    def __init__(self, model: str | EfficientPose = "rt", weights: str | os.PathLike | None = None, *,
-                 backend: str = "auto", flip: bool = False, decoder: str = "refined",
+    def __init__(self, runner: Runner | str | EfficientPose = "rt", weights: str | os.PathLike | None = None, *,
+                 spec: ModelSpec | None = None, backend: str = "auto", flip: bool = False, decoder: str = "refined",
                  threads: int | None = None) -> None:
         if decoder not in DECODERS:
             raise UsageError(f"unknown decoder {decoder!r}; choose one of: {', '.join(DECODERS)}")
+        self._model: EfficientPose | None = None
+        self._source: tuple[str, str | os.PathLike | None] | None = None
+        if spec is None:  # a variant name or a network: find, export, measure and cache
+            runner, spec, self._model = _pretrained(runner, weights, backend, threads)
+            self._source = (spec.variant, weights)
+        self.runner: Runner = runner
+        self.spec = spec
         self.flip = flip
         self.decoder = decoder
-        self._weights = weights
-        self._upsampler = None
-        cache = cache_dir()
-        identity = _identity(model, weights)
-        cached = cached_runner(identity, backend, cache, threads) if identity else None
-        if cached is not None:  # a cached export: the network (and torch) load only if asked for
-            self.runner: Runner = cached[0]
-            self._model = None
-            self._name = model
-            variant, names = get_variant(cached[1].variant), cached[1].keypoints
-        else:
-            if isinstance(model, str):
-                from efficientpose.weights.hub import load_model
-
-                self._model = load_model(model, weights=weights)
-                identity = _identity(model, weights)  # loading may have written the converted cache
-            else:
-                self._model = model
-            self._name = self._model.variant.name
-            self.runner = (select_auto(self._model, cache, threads, identity=identity) if backend == "auto"
-                           else make_runner(backend, self._model, cache, threads, identity))
-            variant, names = self._model.variant, tuple(self._model.keypoints)
-        self.variant: Variant = variant
-        self.size = variant.input_size
-        self.names = names
-        self.normalization = TORCH_MODE if variant.normalization == "torch" else TF_MODE
+        self.variant: Variant = get_variant(spec.variant)
+        self.size = spec.input_size
+        self.names = spec.keypoints
+        self.normalization = spec.normalization
+        self.codec = HeatmapCodec(self.size)
         self._flip_index = flip_index(self.names)
+
+    @classmethod
+    def from_pretrained(cls, model: str | EfficientPose = "rt", weights: str | os.PathLike | None = None, *,
+                        backend: str = "auto", flip: bool = False, decoder: str = "refined",
+                        threads: int | None = None) -> PoseEstimator:
+        """A variant by name (weights resolved as documented, or ``weights``), or a network built in Python.
+
+        ``backend`` is "auto" (the fastest installed backend whose heatmaps match torch's, measured once per
+        weights and machine and cached), "torch", "onnxruntime" or "openvino". The ONNX export is cached beside
+        the choice, keyed by the weights' digest; a later start with an ONNX Runtime or OpenVINO backend opens it
+        without building the PyTorch network (or importing torch); :attr:`model` builds that on first use.
+        """
+        return cls(model, weights, backend=backend, flip=flip, decoder=decoder, threads=threads)
+
+    @classmethod
+    def from_onnx(cls, path: str | os.PathLike, *, backend: str = "auto", flip: bool = False,
+                  decoder: str = "refined", threads: int | None = None) -> PoseEstimator:
+        """Run an ONNX file written by ``efficientpose export`` (or :func:`export_onnx`), configured from the
+        metadata inside it (variant, keypoints, input size, heatmap stride). ``backend``: "onnxruntime",
+        "openvino", or "auto" (ONNX Runtime if installed, else OpenVINO); never builds the network."""
+        path = Path(path)
+        try:
+            export: CachedExport = read_export(path)
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        except ValueError as exc:
+            raise UsageError(f"{path}: not an efficientpose ONNX export ({exc})") from None
+        if backend == "auto":
+            backend = next((b for b in ("onnxruntime", "openvino") if available(b)), "onnxruntime")
+        if backend not in ("onnxruntime", "openvino"):
+            raise UsageError(f"an ONNX file runs on onnxruntime or openvino, not {backend!r}")
+        spec = ModelSpec.of(get_variant(export.variant), export.keypoints, export.stride)
+        if spec.input_size != export.input_size:
+            raise UsageError(f"{path}: input size {export.input_size} is not {export.variant}'s {spec.input_size}")
+        return cls(onnx_runner(backend, path, threads), spec=spec, flip=flip, decoder=decoder)
 
     @property
     def model(self) -> EfficientPose:
         """The PyTorch network (built on first use when the backend runs a cached export)."""
         if self._model is None:
+            if self._source is None:
+                raise UsageError("this estimator runs an exported file; it has no PyTorch network")
             from efficientpose.weights.hub import load_model
 
-            self._model = load_model(self._name, weights=self._weights)
+            self._model = load_model(self._source[0], weights=self._source[1])
         return self._model
-
-    def _upsample(self, maps: np.ndarray) -> np.ndarray:
-        """R/8 maps -> R x R through the model's own fixed bilinear layers (depthwise, as for inference)."""
-        import torch
-
-        if self._upsampler is None:
-            from efficientpose.models.fuse import optimize_for_inference
-
-            self._upsampler = optimize_for_inference(self.model.upsample)
-        with torch.inference_mode():
-            return self._upsampler(torch.from_numpy(np.ascontiguousarray(maps))).numpy()
 
     @property
     def backend(self) -> str:
         return self.runner.name
 
     def prepare(self, image: ImageLike, roi: Box | None = None) -> Prepared:
-        """Letterboxed uint8 input (R, R, 3), its geometry, and the (x, y) offset of the crop in the image."""
-        rgb, offset = crop(to_rgb_array(image), roi)
-        boxed, geometry = letterbox(rgb, self.size)
-        return boxed, geometry, offset
+        """The letterboxed input of the image (or of its part inside ``roi``) and how it maps back."""
+        rgb = to_rgb_array(image)
+        boxed, geometry = letterbox_crop(rgb, self.size, roi)
+        height, width = rgb.shape[:2]
+        seen = None if (geometry.width, geometry.height) == (width, height) else (
+            float(geometry.crop_x), float(geometry.crop_y), float(geometry.crop_x + geometry.width),
+            float(geometry.crop_y + geometry.height))
+        return Prepared(boxed, geometry, (width, height), seen)
 
     def heatmaps(self, batch: np.ndarray, full: bool = False) -> np.ndarray:
-        """Heatmaps for letterboxed uint8 inputs (N, R, R, 3), flip-averaged if enabled: the network's own
-        (N, K, R/8, R/8), or with ``full`` upsampled to (N, K, R, R) by the model's fixed bilinear layers."""
+        """Heatmaps for letterboxed uint8 inputs (N, R, R, 3), flip-averaged if enabled: the runner's own (the
+        network's R/8 maps), or with ``full`` at R x R as the network's fixed bilinear layers upsample them."""
         x = to_input(batch, self.normalization)
         maps = self.runner(x)
         if self.flip:
             mirrored = self.runner(np.ascontiguousarray(x[..., ::-1]))
             maps = flip_merge(maps, mirrored, self._flip_index)
-        return self._upsample(maps) if full else maps
+        return upsample_x8(maps) if full and maps.shape[-1] != self.size else maps
 
     def decode(self, maps: np.ndarray, decoder: str | None = None) -> np.ndarray:
-        """Keypoints (N, K, 3) in input pixels from R/8 heatmaps (N, K, R/8, R/8), with ``decoder`` (default: the
-        estimator's own).
-
-        "refined": DARK sub-pixel refinement directly on the network's R/8 maps (the fixed bilinear upsampling
-        adds no information, and decoding 64x fewer pixels is faster); "argmax": the authors' decoding of the
-        upsampled maps (Gaussian blur sigma 1, arg-max, pixel centre).
-        """
-        if (decoder or self.decoder) == "refined":
-            return decode_refined(maps, 0.0, stride=self.size / maps.shape[-1])
-        return decode_argmax(self._upsample(maps), blur=1.0)
+        """Keypoints (N, K, 3) in input pixels from the runner's heatmaps, with ``decoder`` (default: the
+        estimator's own); see :meth:`~efficientpose.codec.heatmap.HeatmapCodec.decode`."""
+        return self.codec.decode(maps, decoder or self.decoder)
 
     def predict(self, image: ImageLike, roi: Box | None = None) -> Pose:
         """One image (a path, a PIL image or an HxWx3 uint8 RGB array) -> Pose in the image's pixels."""
@@ -145,32 +185,34 @@ class PoseEstimator:
         """Poses for outputs of :meth:`prepare` (which a reader thread can run ahead of the model)."""
         if not prepared:
             return []
-        return self.poses(self.heatmaps(np.stack([p[0] for p in prepared])), prepared)
+        return self.poses(self.heatmaps(np.stack([p.input for p in prepared])), prepared)
 
     def poses(self, maps: np.ndarray, prepared: Sequence[Prepared], decoder: str | None = None) -> list[Pose]:
         """Decode the heatmaps of ``prepared`` inputs into poses in their images' pixels (one forward pass can
         so serve several decoders)."""
         keypoints = self.decode(maps, decoder)
-        poses = []
-        for (_, geometry, (ox, oy)), kp in zip(prepared, keypoints, strict=True):
-            out = geometry.to_original(kp)
-            out[:, 0] += ox
-            out[:, 1] += oy
-            poses.append(Pose(out, self.names))
-        return poses
+        return [Pose(p.geometry.to_original(kp), self.names, p.image_size, p.roi)
+                for p, kp in zip(prepared, keypoints, strict=True)]
 
 
-def crop(image: np.ndarray, box: Box | None) -> tuple[np.ndarray, tuple[int, int]]:
-    """The part of ``image`` inside ``box`` (clipped to the image; the whole image if that leaves < 8 px) and its
-    top-left offset in the image."""
-    if box is None:
-        return image, (0, 0)
-    h, w = image.shape[:2]
-    x0, y0 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
-    x1, y1 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
-    if x1 - x0 < 8 or y1 - y0 < 8:
-        return image, (0, 0)
-    return image[y0:y1, x0:x1], (x0, y0)
+def _pretrained(model: str | EfficientPose, weights: str | os.PathLike | None, backend: str,
+                threads: int | None) -> tuple[Runner, ModelSpec, EfficientPose | None]:
+    """Runner, spec and (when it was built) the network for a variant name or a network built in Python: a cached
+    export when there is one for these weights, else load, export and choose (:meth:`PoseEstimator.from_pretrained`)."""
+    cache = cache_dir()
+    identity = _identity(model, weights)
+    cached = cached_runner(identity, backend, cache, threads) if identity else None
+    if cached is not None:  # a cached export: the network (and torch) load only if asked for
+        runner, export = cached
+        return runner, ModelSpec.of(get_variant(export.variant), export.keypoints), None
+    if isinstance(model, str):
+        from efficientpose.weights.hub import load_model
+
+        model = load_model(model, weights=weights)
+        identity = _identity(model.variant.name, weights)  # loading may have written the converted cache
+    runner = (select_auto(model, cache, threads, identity=identity) if backend == "auto"
+              else make_runner(backend, model, cache, threads, identity))
+    return runner, ModelSpec.of(model.variant, model.keypoints), model
 
 
 def _identity(model: str | EfficientPose, weights: str | os.PathLike | None) -> str | None:

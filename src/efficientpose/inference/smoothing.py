@@ -13,9 +13,35 @@ gap longer than ``reset_after`` seconds restarts from its new raw position inste
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 
-__all__ = ["OneEuroFilter", "smooth_sequence"]
+from efficientpose.errors import UsageError
+
+__all__ = ["DEFAULT_SMOOTHING", "OneEuroFilter", "SmoothingParams", "smooth_sequence"]
+
+
+@dataclass(frozen=True)
+class SmoothingParams:
+    """One-Euro filter parameters (Casiez et al. 2012) for video keypoints, in pixels and seconds: the defaults of
+    the filter, the predict job and the CLI alike."""
+
+    min_cutoff: float = 1.0
+    beta: float = 0.05
+    d_cutoff: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("min_cutoff", "d_cutoff"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise UsageError(f"--{name.replace('_', '-')} must be a positive number of Hz, got {value}")
+        if not (math.isfinite(self.beta) and self.beta >= 0):
+            raise UsageError(f"--beta must be a number >= 0, got {self.beta}")
+
+
+DEFAULT_SMOOTHING = SmoothingParams()
 
 
 def _alpha(dt: np.ndarray, cutoff: np.ndarray) -> np.ndarray:
@@ -27,7 +53,8 @@ def _alpha(dt: np.ndarray, cutoff: np.ndarray) -> np.ndarray:
 class OneEuroFilter:
     """One Euro filter for K keypoints; call it once per frame with (K, 2) positions and a time stamp."""
 
-    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.01, d_cutoff: float = 1.0,
+    def __init__(self, min_cutoff: float = DEFAULT_SMOOTHING.min_cutoff, beta: float = DEFAULT_SMOOTHING.beta,
+                 d_cutoff: float = DEFAULT_SMOOTHING.d_cutoff,
                  min_score: float = 0.0, reset_after: float = 0.5) -> None:
         if min_cutoff <= 0 or d_cutoff <= 0 or beta < 0:
             raise ValueError("min_cutoff and d_cutoff must be > 0 and beta >= 0")

@@ -1,40 +1,19 @@
 """Where the person is in a frame stream: region-of-interest boxes from a pose, a window search for a person too
-small for the whole-frame pass, and :func:`track`, which runs the estimator over frames with both and One-Euro
-smoothing. Used by the predict job (videos, and photos with ``--search``) and the webcam loop."""
+small for the whole-frame pass, and :class:`PersonTracker`, a stateful per-frame object that runs the estimator with
+both and One-Euro smoothing. A caller with its own frame loop (the webcam, a GUI, a stream) calls the tracker once
+per frame; :func:`track` is the thin generator for files. Used by the predict job (videos, and photos with
+``--search``) and the webcam loop."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from efficientpose.errors import UsageError
-from efficientpose.inference.estimator import Box, PoseEstimator
-from efficientpose.inference.smoothing import OneEuroFilter
+from efficientpose.inference.estimator import PoseEstimator
+from efficientpose.inference.smoothing import DEFAULT_SMOOTHING, OneEuroFilter, SmoothingParams
 from efficientpose.io.video import Frame, batched
-from efficientpose.pose import Pose
-
-
-@dataclass(frozen=True)
-class SmoothingParams:
-    """One-Euro filter parameters (Casiez et al. 2012) for video keypoints, in pixels and seconds."""
-
-    min_cutoff: float = 1.0
-    beta: float = 0.05
-    d_cutoff: float = 1.0
-
-    def __post_init__(self) -> None:
-        for name in ("min_cutoff", "d_cutoff"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise UsageError(f"--{name.replace('_', '-')} must be a positive number of Hz, got {value}")
-        if not (math.isfinite(self.beta) and self.beta >= 0):
-            raise UsageError(f"--beta must be a number >= 0, got {self.beta}")
-
-
-DEFAULT_SMOOTHING = SmoothingParams()
+from efficientpose.pose import DEFAULT_THRESHOLD, Box, Pose
 
 
 def _square_box(xy: np.ndarray, width: int, height: int, margin: float) -> Box | None:
@@ -50,7 +29,8 @@ def _square_box(xy: np.ndarray, width: int, height: int, margin: float) -> Box |
     return (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
 
 
-def roi_from_pose(pose: Pose, width: int, height: int, threshold: float = 0.3, margin: float = 0.35) -> Box | None:
+def roi_from_pose(pose: Pose, width: int, height: int, threshold: float = DEFAULT_THRESHOLD,
+                  margin: float = 0.35) -> Box | None:
     """A square box around the confidently seen keypoints plus a margin, or None when too few are confident."""
     kp = pose.keypoints
     good = kp[:, 2] >= threshold
@@ -110,48 +90,83 @@ def find_person(estimator: PoseEstimator, image: np.ndarray, pose: Pose) -> Pose
     for start in range(0, len(windows), SEARCH_BATCH):  # bounded batches: memory does not grow with the frame
         part = windows[start : start + SEARCH_BATCH]
         candidates += estimator.predict_batch([image] * len(part), part)
-    best = max(candidates, key=lambda p: p.scores.mean())
+    best = max(candidates, key=lambda p: p.mean_score)
     if (box := search_box(best, width, height)) is not None:
         closer = estimator.predict(image, box)
-        if closer.scores.mean() > best.scores.mean():
+        if closer.mean_score > best.mean_score:
             best = closer
     return best
 
 
-def track(frames: Iterable[Frame], estimator: PoseEstimator, *, batch_size: int = 8, roi: bool = True,
-          smooth: SmoothingParams | None = DEFAULT_SMOOTHING, threshold: float = 0.3) -> Iterator[tuple[Frame, Pose]]:
-    """Poses for a frame stream: batched inference, region-of-interest tracking, One-Euro smoothing.
+class PersonTracker:
+    """Poses frame after frame for one person, with state between frames: region-of-interest tracking, a search
+    while no one is tracked, and One-Euro smoothing.
 
-    With ``roi``, each batch is cropped around the last confident pose of the previous batch (with a margin).
-    When there is none, the whole frame is used, and the last frame of the batch is also searched for a smaller
-    person (:func:`find_person`, at most every ``SEARCH_INTERVAL`` seconds, backing off while searches find no
-    one to track); where one is found, the batch's other frames are run again around it. This is how tracking
-    starts on a person too small for the whole-frame pass. Scores are never smoothed.
+    With ``roi``, each frame is cropped around the last confident pose (with a margin). While there is none, the
+    whole frame is used, and a frame is also searched for a smaller person (:meth:`find`, at most every
+    ``SEARCH_INTERVAL`` seconds of stream time, backing off while searches find no one to track); this is how
+    tracking starts on a person too small for the whole-frame pass. Scores are never smoothed.
+
+    Call it once per frame (``tracker(image, time)``), or hand it a batch (:meth:`update`); :meth:`reset` forgets
+    the person and the smoothing state (a scene cut, a new stream).
     """
-    filt = OneEuroFilter(smooth.min_cutoff, smooth.beta, smooth.d_cutoff, min_score=threshold) if smooth else None
-    box: Box | None = None
-    searched: float | None = None  # stream time of the last search
-    interval = SEARCH_INTERVAL
-    for chunk in batched(frames, batch_size):
-        images = [f.image for f in chunk]
-        poses = estimator.predict_batch(images, [box] * len(chunk) if roi else None)
-        last = chunk[-1]
-        h, w = last.image.shape[:2]
-        if (roi and box is None and roi_from_pose(poses[-1], w, h, threshold) is None
-                and (searched is None or last.time - searched >= interval)):
-            poses[-1] = find_person(estimator, last.image, poses[-1])
-            searched = last.time
+
+    def __init__(self, estimator: PoseEstimator, *, roi: bool = True,
+                 smooth: SmoothingParams | None = DEFAULT_SMOOTHING, threshold: float = DEFAULT_THRESHOLD) -> None:
+        self.estimator = estimator
+        self.roi = roi
+        self.smooth = smooth
+        self.threshold = threshold
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget where the person was, when the last search ran, and the smoothing state."""
+        self.box: Box | None = None  #: where to crop the next frame; None: the whole frame
+        self.searched: float | None = None  #: stream time of the last search
+        self.interval = SEARCH_INTERVAL  #: the wait before the next search
+        s = self.smooth
+        self.filter = OneEuroFilter(s.min_cutoff, s.beta, s.d_cutoff, min_score=self.threshold) if s else None
+
+    def __call__(self, image: np.ndarray, time: float) -> Pose:
+        """The (smoothed) pose in one RGB frame at ``time`` seconds."""
+        return self.update([image], [time])[0]
+
+    def find(self, image: np.ndarray, pose: Pose) -> Pose:
+        """Look for a person in a frame where no one is tracked and ``pose`` (the whole frame's) is unsure: today the
+        window search (:func:`find_person`). This is the step a person detector replaces."""
+        return find_person(self.estimator, image, pose)
+
+    def update(self, images: Sequence[np.ndarray], times: Sequence[float]) -> list[Pose]:
+        """Poses for consecutive frames in one batched forward pass, all cropped where the person was before the
+        first; the last frame may be searched (and, where someone is found, the others are run again there)."""
+        estimator, threshold = self.estimator, self.threshold
+        poses = estimator.predict_batch(images, [self.box] * len(images) if self.roi else None)
+        h, w = images[-1].shape[:2]
+        if (self.roi and self.box is None and roi_from_pose(poses[-1], w, h, threshold) is None
+                and (self.searched is None or times[-1] - self.searched >= self.interval)):
+            poses[-1] = self.find(images[-1], poses[-1])
+            self.searched = times[-1]
             found = roi_from_pose(poses[-1], w, h, threshold)
-            interval = SEARCH_INTERVAL if found is not None else min(2 * interval, MAX_SEARCH_INTERVAL)
-            if found is not None and len(chunk) > 1:  # the rest of the batch: look where the person was found
-                again = estimator.predict_batch(images[:-1], [found] * (len(chunk) - 1))
-                poses[:-1] = [b if b.scores.mean() > a.scores.mean() else a
-                              for a, b in zip(poses[:-1], again, strict=True)]
-        for frame, pose in zip(chunk, poses, strict=True):
-            raw = pose
-            if filt is not None:
-                xy = filt(pose.xy, frame.time, pose.scores)
-                xy = np.where(np.isfinite(xy), xy, pose.xy)
-                pose = Pose(np.column_stack([xy, pose.scores]), pose.names)
-            yield frame, pose
-        box = roi_from_pose(raw, w, h, threshold) if roi else None
+            self.interval = SEARCH_INTERVAL if found is not None else min(2 * self.interval, MAX_SEARCH_INTERVAL)
+            if found is not None and len(images) > 1:  # the rest of the batch: look where the person was found
+                again = estimator.predict_batch(list(images[:-1]), [found] * (len(images) - 1))
+                poses[:-1] = [b if b.mean_score > a.mean_score else a for a, b in zip(poses[:-1], again, strict=True)]
+        self.box = roi_from_pose(poses[-1], w, h, threshold) if self.roi else None
+        return [self._smoothed(pose, t) for pose, t in zip(poses, times, strict=True)]
+
+    def _smoothed(self, pose: Pose, time: float) -> Pose:
+        if self.filter is None:
+            return pose
+        xy = self.filter(pose.xy, time, pose.scores)
+        xy = np.where(np.isfinite(xy), xy, pose.xy)
+        return Pose(np.column_stack([xy, pose.scores]), pose.names, pose.image_size, pose.roi)
+
+
+def track(frames: Iterable[Frame], estimator: PoseEstimator, *, batch_size: int = 8, roi: bool = True,
+          smooth: SmoothingParams | None = DEFAULT_SMOOTHING,
+          threshold: float = DEFAULT_THRESHOLD) -> Iterator[tuple[Frame, Pose]]:
+    """Poses for a frame stream (a video file): :class:`PersonTracker` fed ``batch_size`` frames at a time."""
+    tracker = PersonTracker(estimator, roi=roi, smooth=smooth, threshold=threshold)
+    for chunk in batched(frames, batch_size):
+        poses = tracker.update([f.image for f in chunk], [f.time for f in chunk])
+        yield from zip(chunk, poses, strict=True)

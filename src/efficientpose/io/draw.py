@@ -17,7 +17,7 @@ from efficientpose.errors import UsageError
 from efficientpose.io import PathLike
 from efficientpose.io.atomic import atomic_path
 from efficientpose.io.images import to_rgb_array
-from efficientpose.pose import Pose
+from efficientpose.pose import DEFAULT_THRESHOLD, Pose
 from efficientpose.skeleton import MPII_LIMBS, Skeleton
 
 _SHIFT = 4  # OpenCV fixed-point bits: coordinates are drawn to 1/16 pixel
@@ -72,7 +72,7 @@ def _fixed(x: float, y: float) -> tuple[int, int]:
 
 
 def draw_pose(
-    image_rgb: np.ndarray, pose: Pose, *, threshold: float = 0.3,
+    image_rgb: np.ndarray, pose: Pose, *, threshold: float = DEFAULT_THRESHOLD,
     skeleton: Skeleton | Sequence[tuple[int, int]] = MPII_LIMBS, in_place: bool = False,
 ) -> np.ndarray:
     """A copy of the image with the pose drawn: limbs coloured by side, then keypoint markers on top

@@ -79,6 +79,8 @@ def to_rgb_array(image: PathLike | Image.Image | np.ndarray) -> np.ndarray:
     if isinstance(image, Image.Image):
         try:
             return _pil_to_rgb(image, "<PIL image>")
+        except InputError:
+            raise
         except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
             raise input_error("<PIL image>", f"cannot be decoded ({exc})") from exc
     if isinstance(image, np.ndarray):

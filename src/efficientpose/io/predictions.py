@@ -21,10 +21,11 @@ import numpy as np
 from efficientpose.errors import input_error
 from efficientpose.io import PathLike
 from efficientpose.io.atomic import AtomicFile, CloseOrAbort, named_os_error
-from efficientpose.pose import Pose
+from efficientpose.pose import Pose, json_number
 from efficientpose.skeleton import KEYPOINTS
 
 #: File names of the image outputs inside the output folder.
+#: The images' prediction files in the output folder (``predict`` writes one or both, as ``--format`` says).
 IMAGE_JSON_NAME = "predictions.json"
 IMAGE_CSV_NAME = "predictions.csv"
 
@@ -46,21 +47,18 @@ def video_csv_header(names: Sequence[str] = KEYPOINTS) -> list[str]:
     return ["frame", "time", *keypoint_columns(names)]
 
 
-def video_output_paths(out_dir: PathLike, video: PathLike) -> tuple[Path, Path]:
-    """(JSON, CSV) paths of a video's predictions: ``out_dir/<video stem>.json`` and ``.csv``."""
-    stem = Path(video).stem
-    return Path(out_dir) / f"{stem}.json", Path(out_dir) / f"{stem}.csv"
-
-
 @dataclass(frozen=True)
 class ImagePrediction:
-    """One record of predictions.json: the image as given, its size, the model name and the pose."""
+    """One record of predictions.json: the image as given, its size, the model name and the pose; ``id`` is the
+    optional sample id an evaluation file may carry (``efficientpose evaluate --predictions``), else None. A
+    record whose ``keypoints`` is null or empty (no person found; ``predict`` never writes one) has pose None."""
 
     file: str
     width: int
     height: int
     model: str | None
-    pose: Pose
+    pose: Pose | None
+    id: str | None = None
 
 
 @dataclass
@@ -87,21 +85,9 @@ class VideoPredictions:
 # --------------------------------------------------------------------------------------------- writing
 
 
-def _number(value: float) -> float | None:
-    v = float(value)
-    return v if math.isfinite(v) else None
-
-
 def _cell(value: float) -> str:
     v = float(value)
     return repr(v) if math.isfinite(v) else ""
-
-
-def _keypoints_json(pose: Pose) -> dict[str, dict[str, float | None]]:
-    return {
-        name: {"x": _number(x), "y": _number(y), "score": _number(s)}
-        for name, (x, y, s) in zip(pose.names, pose.keypoints, strict=True)
-    }
 
 
 def _check_pose(pose: Pose, names: tuple[str, ...], where: str) -> None:
@@ -196,7 +182,7 @@ class ImagePredictionsWriter(_StreamingWriter):
         _check_pose(pose, self.names, str(file))
         file = utf8_text(file)
         record = {"file": file, "width": int(width), "height": int(height),
-                  "model": model if model is not None else self.model, "keypoints": _keypoints_json(pose)}
+                  "model": model if model is not None else self.model, "keypoints": pose.to_dict()}
         self._write(record, [file, int(width), int(height), *(_cell(v) for v in np.ravel(pose.keypoints))])
 
     def _finish_json(self) -> str:
@@ -213,7 +199,7 @@ class VideoPredictionsWriter(_StreamingWriter):
         self.names = tuple(names)
         super().__init__(json_path, csv_path, video_csv_header(self.names))
         if self._json is not None:
-            meta = {"file": utf8_text(file), "width": int(width), "height": int(height), "fps": _number(fps),
+            meta = {"file": utf8_text(file), "width": int(width), "height": int(height), "fps": json_number(fps),
                     "model": model}
             if smoothing is not None:  # optional: written only when given (predict: "none" with --no-smooth)
                 meta["smoothing"] = smoothing
@@ -223,7 +209,7 @@ class VideoPredictionsWriter(_StreamingWriter):
     def add(self, frame: int, time: float, pose: Pose) -> None:
         """Append one frame's record."""
         _check_pose(pose, self.names, f"frame {frame}")
-        record = {"frame": int(frame), "time": _number(time), "keypoints": _keypoints_json(pose)}
+        record = {"frame": int(frame), "time": json_number(time), "keypoints": pose.to_dict()}
         self._write(record, [int(frame), _cell(time), *(_cell(v) for v in np.ravel(pose.keypoints))])
 
     def _finish_json(self) -> str:
@@ -415,24 +401,29 @@ def read_image_predictions(path: PathLike) -> list[ImagePrediction]:
     path = Path(path)
     if path.suffix.lower() == ".csv":
         names, rows, kp = _csv_table(path, ["file", "width", "height"])
-        return [
-            ImagePrediction(row[0], _csv_int(row[1], path, f"row {r + 2} width"),
-                            _csv_int(row[2], path, f"row {r + 2} height"), None, Pose(kp[r], names))
-            for r, row in enumerate(rows)
-        ]
+        out = []
+        for r, row in enumerate(rows):
+            size = _csv_int(row[1], path, f"row {r + 2} width"), _csv_int(row[2], path, f"row {r + 2} height")
+            out.append(ImagePrediction(row[0], *size, None, Pose(kp[r], names, size)))
+        return out
     data = load_json(path)
     if not isinstance(data, list):
         raise input_error(path, "expected a JSON list of image records (is this a video's predictions?)")
     out = []
     for i, record in enumerate(data):
         where = f"record {i}"
-        names, kp = _keypoints_from_json(_field(record, "keypoints", path, where), path, where)
+        keypoints = _field(record, "keypoints", path, where)
+        found = keypoints is not None and keypoints != {}
+        names, kp = _keypoints_from_json(keypoints, path, where) if found else ((), None)
+        width = _int(_field(record, "width", path, where), path, f"{where} width")
+        height = _int(_field(record, "height", path, where), path, f"{where} height")
         out.append(ImagePrediction(
             file=_str(_field(record, "file", path, where), path, f"{where} file"),
-            width=_int(_field(record, "width", path, where), path, f"{where} width"),
-            height=_int(_field(record, "height", path, where), path, f"{where} height"),
+            width=width,
+            height=height,
             model=_str(record.get("model"), path, f"{where} model", nullable=True),
-            pose=Pose(kp, names),
+            pose=Pose(kp, names, (width, height)) if found else None,
+            id=_str(record.get("id"), path, f"{where} id", nullable=True),
         ))
     return out
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from efficientpose.codec.normalize import Normalization, normalization_for
 from efficientpose.errors import UsageError
 from efficientpose.skeleton import KEYPOINTS
 
@@ -49,15 +50,17 @@ AUTHORS_BASE_URL = f"https://raw.githubusercontent.com/{AUTHORS_REPO}/{AUTHORS_C
 
 @dataclass(frozen=True)
 class WeightFile:
-    """One published weight file: path relative to the authors' ``models/`` folder and its SHA-256
-    (None where the file was not available to pin, so it is never downloaded unverified)."""
+    """One published weight file (a torchvision-style weights entry): its path relative to a weights folder (the
+    authors' ``models/`` layout, or e.g. ``mediapipe/pose_detection.tflite``), its pinned SHA-256 (None where the
+    file was not available to pin, so it is never downloaded unverified) and where it is published."""
 
     relpath: str
     sha256: str | None
+    base_url: str = AUTHORS_BASE_URL
 
     @property
     def url(self) -> str:
-        return f"{AUTHORS_BASE_URL}/{self.relpath}"
+        return f"{self.base_url.rstrip('/')}/{self.relpath}"
 
 
 @dataclass(frozen=True)
@@ -69,13 +72,21 @@ class Variant:
     input_size: int
     backbone: BackboneSpec  #: high-resolution feature extractor (stride 8)
     low_res: BackboneSpec | None  #: low-resolution path fed the 2x2-average-pooled input (I-IV)
-    width: int  #: W, the width of every detection block (= backbone output channels)
     blocks_per_pass: int
     lite: bool  #: ReLU6, no SE in the detection blocks, no side heads in the published files
-    normalization: str  #: "torch" (ImageNet mean/std) or "tf" ([-1, 1])
     files: tuple[WeightFile, ...]  #: preferred first (fp32 .h5 before fp16 .tflite)
     published: dict[str, float] = field(default_factory=dict)  #: authors' reported MPII val metrics
     keypoints: tuple[str, ...] = KEYPOINTS
+
+    @property
+    def width(self) -> int:
+        """W, the width of every detection block: the backbone's output channels."""
+        return self.backbone.out_channels
+
+    @property
+    def normalization(self) -> Normalization:
+        """The input normalisation the weights expect: Keras 'tf' mode ([-1, 1]) for Lite, 'torch' (ImageNet)."""
+        return normalization_for(self.lite)
 
     @property
     def act(self) -> str:
@@ -107,65 +118,58 @@ VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
         Variant(
-            "rt", "RT", 224,
-            _b("efficientnet-b0", 32, (16, 1, 1, 3, 1), (24, 2, 6, 3, 2), (40, 2, 6, 5, 2)), None,
-            40, 1, False, "torch",
-            _files("EfficientPoseRT", "508943cfdeb1d102d69aff4280b805c023585b0d9ae530344fb4c4fad3a175f1",
-                   "baf3da751c55517b7072a13f37ad5ce89d2dee813a7f0038ce90a7c8776d63b7"),
-            {"pckh50": 82.9, "pckh10": 23.6},
+            name="rt", title="RT", input_size=224, blocks_per_pass=1, lite=False,
+            backbone=_b("efficientnet-b0", 32, (16, 1, 1, 3, 1), (24, 2, 6, 3, 2), (40, 2, 6, 5, 2)), low_res=None,
+            files=_files("EfficientPoseRT", "508943cfdeb1d102d69aff4280b805c023585b0d9ae530344fb4c4fad3a175f1",
+                         "baf3da751c55517b7072a13f37ad5ce89d2dee813a7f0038ce90a7c8776d63b7"),
+            published={"pckh50": 82.9, "pckh10": 23.6},
         ),
         Variant(
-            "i", "I", 256,
-            _b("efficientnet-b2", 32, (16, 2, 1, 3, 1), (24, 3, 6, 3, 2), (48, 3, 6, 5, 2)), _B0_LOW,
-            48, 1, False, "torch",
-            _files("EfficientPoseI", "003aea100c30c68103fb4c383fb8782f78adbea7a45451af85334327b79fc5bd",
-                   "fc5aac01a3b10b00f110acf862ff241cfa687f66a54ed022784c946218d5d54b"),
-            {"pckh50": 85.2, "pckh10": 26.5},
+            name="i", title="I", input_size=256, blocks_per_pass=1, lite=False,
+            backbone=_b("efficientnet-b2", 32, (16, 2, 1, 3, 1), (24, 3, 6, 3, 2), (48, 3, 6, 5, 2)), low_res=_B0_LOW,
+            files=_files("EfficientPoseI", "003aea100c30c68103fb4c383fb8782f78adbea7a45451af85334327b79fc5bd",
+                         "fc5aac01a3b10b00f110acf862ff241cfa687f66a54ed022784c946218d5d54b"),
+            published={"pckh50": 85.2, "pckh10": 26.5},
         ),
         Variant(
-            "ii", "II", 368,
-            _b("efficientnet-b4", 48, (24, 2, 1, 3, 1), (32, 4, 6, 3, 2), (56, 4, 6, 5, 2)), _B0_LOW,
-            56, 2, False, "torch",
-            _files("EfficientPoseII", None, "0659b687e8c0d33f63855c2b196d355b317490a586275609e20787861a305ac3"),
-            {"pckh50": 88.2, "pckh10": 30.2},
+            name="ii", title="II", input_size=368, blocks_per_pass=2, lite=False,
+            backbone=_b("efficientnet-b4", 48, (24, 2, 1, 3, 1), (32, 4, 6, 3, 2), (56, 4, 6, 5, 2)), low_res=_B0_LOW,
+            files=_files("EfficientPoseII", None, "0659b687e8c0d33f63855c2b196d355b317490a586275609e20787861a305ac3"),
+            published={"pckh50": 88.2, "pckh10": 30.2},
         ),
         Variant(
-            "iii", "III", 480,
-            _b("efficientnet-b5", 48, (24, 3, 1, 3, 1), (40, 5, 6, 3, 2), (64, 5, 6, 5, 2)),
-            _b("efficientnet-b1", 32, (16, 2, 1, 3, 1), (24, 3, 6, 3, 2), low_res=True),
-            64, 3, False, "torch",
-            _files("EfficientPoseIII", None, None),
-            {"pckh50": 89.5, "pckh10": 30.9},
+            name="iii", title="III", input_size=480, blocks_per_pass=3, lite=False,
+            backbone=_b("efficientnet-b5", 48, (24, 3, 1, 3, 1), (40, 5, 6, 3, 2), (64, 5, 6, 5, 2)),
+            low_res=_b("efficientnet-b1", 32, (16, 2, 1, 3, 1), (24, 3, 6, 3, 2), low_res=True),
+            files=_files("EfficientPoseIII", None, None),
+            published={"pckh50": 89.5, "pckh10": 30.9},
         ),
         Variant(
-            "iv", "IV", 600,
-            _b("efficientnet-b7", 64, (32, 4, 1, 3, 1), (48, 7, 6, 3, 2), (80, 7, 6, 5, 2)),
-            _b("efficientnet-b3", 40, (24, 2, 1, 3, 1), (32, 3, 6, 3, 2), low_res=True),
-            80, 4, False, "torch",
-            _files("EfficientPoseIV", None, None),
-            {"pckh50": 89.8, "pckh10": 35.6},
+            name="iv", title="IV", input_size=600, blocks_per_pass=4, lite=False,
+            backbone=_b("efficientnet-b7", 64, (32, 4, 1, 3, 1), (48, 7, 6, 3, 2), (80, 7, 6, 5, 2)),
+            low_res=_b("efficientnet-b3", 40, (24, 2, 1, 3, 1), (32, 3, 6, 3, 2), low_res=True),
+            files=_files("EfficientPoseIV", None, None),
+            published={"pckh50": 89.8, "pckh10": 35.6},
         ),
         Variant(
-            "rt-lite", "RT Lite", 224,
-            _lite("efficientnet-lite0", (16, 1, 1, 3, 1), (24, 2, 6, 3, 2), (40, 2, 6, 5, 2)), None,
-            40, 1, True, "tf",
-            _files("EfficientPoseRT_LITE", "ce0c91259b075180177d070d0be1e71ff8695d7c123745efb950743aa90699ae",
-                   "43c2257e6837c5b7a82e0ecef4bf44d9927952dad0fb473a8d536c545d6d8b56"),
-            {"pckh50": 80.6, "pckh10": 23.1},
+            name="rt-lite", title="RT Lite", input_size=224, blocks_per_pass=1, lite=True,
+            backbone=_lite("efficientnet-lite0", (16, 1, 1, 3, 1), (24, 2, 6, 3, 2), (40, 2, 6, 5, 2)), low_res=None,
+            files=_files("EfficientPoseRT_LITE", "ce0c91259b075180177d070d0be1e71ff8695d7c123745efb950743aa90699ae",
+                         "43c2257e6837c5b7a82e0ecef4bf44d9927952dad0fb473a8d536c545d6d8b56"),
+            published={"pckh50": 80.6, "pckh10": 23.1},
         ),
         Variant(
-            "i-lite", "I Lite", 256,
-            _lite("efficientnet-lite2", (16, 1, 1, 3, 1), (24, 3, 6, 3, 2), (48, 3, 6, 5, 2)), None,
-            48, 1, True, "tf",
-            _files("EfficientPoseI_LITE", "3eb6eb2a595e47d3104590e6484533d64534e4b994397a9dd2bd3e5a11430516",
-                   "95ae3a739cdb2115e9da5402947db957d7bffd8933c0e8fb42aaae6a772a3f10"),
-            {"pckh50": 83.7, "pckh10": 27.7},
+            name="i-lite", title="I Lite", input_size=256, blocks_per_pass=1, lite=True,
+            backbone=_lite("efficientnet-lite2", (16, 1, 1, 3, 1), (24, 3, 6, 3, 2), (48, 3, 6, 5, 2)), low_res=None,
+            files=_files("EfficientPoseI_LITE", "3eb6eb2a595e47d3104590e6484533d64534e4b994397a9dd2bd3e5a11430516",
+                         "95ae3a739cdb2115e9da5402947db957d7bffd8933c0e8fb42aaae6a772a3f10"),
+            published={"pckh50": 83.7, "pckh10": 27.7},
         ),
         Variant(
-            "ii-lite", "II Lite", 368,
-            _lite("efficientnet-lite4", (24, 1, 1, 3, 1), (32, 4, 6, 3, 2), (56, 4, 6, 5, 2)), None,
-            56, 2, True, "tf",
-            _files("EfficientPoseII_LITE", None, "e0d23ecf1f689e9394a2f3768d5e9aebc8457c5e88ef418fea35fe727f5c92cc"),
+            name="ii-lite", title="II Lite", input_size=368, blocks_per_pass=2, lite=True,
+            backbone=_lite("efficientnet-lite4", (24, 1, 1, 3, 1), (32, 4, 6, 3, 2), (56, 4, 6, 5, 2)), low_res=None,
+            files=_files("EfficientPoseII_LITE", None,
+                         "e0d23ecf1f689e9394a2f3768d5e9aebc8457c5e88ef418fea35fe727f5c92cc"),
         ),
     )
 }

@@ -11,9 +11,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from efficientpose.codec.normalize import TF_MODE, TORCH_MODE
 from efficientpose.data.dataset import PoseDataset, default_limbs
-from efficientpose.data.registry import open_dataset
+from efficientpose.data.registry import TRAIN_SPLITS, open_dataset
 from efficientpose.data.sample import Sample
 from efficientpose.data.teacher import merge_teacher, read_cache
 from efficientpose.errors import UsageError, WeightsError
@@ -28,7 +27,6 @@ HEAD_PREFIXES = ("confs_head.", "confs1_head.", "pafs_head.", "upsample.")
 #: State-dict prefixes of the feature extractors, what an ImageNet backbone file may provide.
 BACKBONE_PREFIXES = ("res1.", "res2.")
 #: The training split of each dataset when none is given (``open_dataset``'s defaults are evaluation splits).
-TRAIN_SPLITS = {"mpii": "train", "lsp": "train", "lspet": "all", "coco": "train2017"}
 
 
 @dataclass(frozen=True)
@@ -178,7 +176,7 @@ def init_weights(model: EfficientPose, init: str, keypoints: KeypointSet) -> str
 
 def normalization(variant: Variant) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
     """(mean, std) of the variant's input normalisation."""
-    norm = TORCH_MODE if variant.normalization == "torch" else TF_MODE
+    norm = variant.normalization
     return norm.mean, norm.std
 
 

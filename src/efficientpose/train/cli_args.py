@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from efficientpose.errors import EfficientPoseError, UsageError, report
+from efficientpose.errors import EfficientPoseError, UsageError, exit_code
 from efficientpose.train.config import TrainConfig, apply_overrides, load_config
 
 S = argparse.SUPPRESS  # flags not given leave the setting alone
@@ -145,9 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         result = train(config)
     except EfficientPoseError as exc:
-        return report("efficientpose train", exc)
+        print(f"efficientpose train: error: {exc}", file=sys.stderr)
+        return exit_code(exc)
     except KeyboardInterrupt as exc:
-        from efficientpose.entry import interrupted
+        from efficientpose.interrupts import interrupted
 
         return interrupted(exc)
     if rank == 0:

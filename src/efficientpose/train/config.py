@@ -37,7 +37,7 @@ class TrainConfig:
     extra_dataset: str | None = None  #: a second training set, appended to the first (e.g. lsp beside lspet)
     extra_root: str | None = None
     extra_split: str | None = None  #: None = that dataset's training split
-    teacher: str | None = None  #: teacher cache folder (``python -m efficientpose.data.teacher``); None = labels only
+    teacher: str | None = None  #: teacher cache folder (``python -m efficientpose.train.teacher``); None = labels only
     teacher_threshold: float = 0.5  #: a teacher keypoint fills an unlabelled joint when its score is at least this
     val_dataset: str | None = None
     val_root: str | None = None

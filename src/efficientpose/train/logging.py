@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from efficientpose.io.atomic import atomic_write_bytes, atomic_write_text
+from efficientpose.pose import json_safe
 
 CSV_NAME = "log.csv"
 JSONL_NAME = "log.jsonl"
@@ -20,12 +21,6 @@ PLOT_NAME = "convergence.png"
 #: CSV columns; a training row leaves the val_* cells empty and a validation row the loss cells.
 COLUMNS = ("kind", "step", "epoch", "lr", "loss", "loss_heatmaps", "loss_heatmaps_1", "loss_heatmaps_2",
            "loss_pafs", "grad_norm", "val_pck", "val_auc", "val_error", "best", "seconds")
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -83,7 +78,7 @@ class RunLogger:
         """Record one row (``kind`` train or val, ``step``, numbers)."""
         if not self.enabled:
             return
-        row = {k: _clean(v) for k, v in row.items()}
+        row = {k: json_safe(v) for k, v in row.items()}
         self.rows.append(row)
         self._writer.writerow({k: "" if v is None else v for k, v in row.items()})
         self._jsonl.write(json.dumps(row) + "\n")

@@ -1,17 +1,24 @@
-"""Where weight files are: the cache folder, the authors' folder named by ``$EFFICIENTPOSE_WEIGHTS_DIR``, and a
-checksummed download. Pure file handling, no torch, so a cached model can be found without loading a network."""
+"""Where weight files are, in the one documented order (:func:`find_weights`): an explicit file, the converted
+cache, ``$EFFICIENTPOSE_WEIGHTS_DIR`` (laid out like the authors' ``models/`` folder), then a checksummed download.
+Pure file handling, no torch, so a cached model can be found without loading a network."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import shutil
-import tempfile
 import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from efficientpose.errors import WeightsError
+from efficientpose.io.atomic import AtomicFile
 from efficientpose.models.variants import Variant, WeightFile
+
+__all__ = ["WeightFile", "WeightsSource", "cache_path", "download", "find_weights", "home", "local_weights", "sha256",
+           "url_of", "verify"]
 
 
 def home() -> Path:
@@ -34,42 +41,95 @@ def cache_path(variant: Variant) -> Path:
 
 
 def verify(path: Path, file: WeightFile) -> None:
+    """WeightsError unless ``path`` has ``file``'s pinned SHA-256 (files without a pinned checksum pass)."""
     if file.sha256 is not None:
         actual = sha256(path)
         if actual != file.sha256:
             raise WeightsError(f"{path}: SHA-256 {actual[:16]}… does not match the pinned {file.sha256[:16]}… "
-                               f"of the authors' {file.relpath}")
+                               f"of {file.relpath}")
 
 
 def url_of(file: WeightFile) -> str:
-    """Where ``file`` is downloaded from: ``$EFFICIENTPOSE_WEIGHTS_URL`` if set, else the authors' repository."""
+    """Where ``file`` is downloaded from: ``$EFFICIENTPOSE_WEIGHTS_URL`` if set, else where it is published."""
     base = os.environ.get("EFFICIENTPOSE_WEIGHTS_URL")
     return f"{base.rstrip('/')}/{file.relpath}" if base else file.url
 
 
 def download(file: WeightFile) -> Path:
-    """Fetch ``file`` from the authors' repository (or ``$EFFICIENTPOSE_WEIGHTS_URL``) and verify its checksum."""
-    url = url_of(file)
+    """Fetch ``file`` (into the cache's ``downloads/``, atomically) and verify its checksum."""
     dest = home() / "downloads" / file.relpath
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310
-            shutil.copyfileobj(response, out)
-        verify(Path(tmp), file)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    target = AtomicFile(dest, "wb")
+    with target as out, urllib.request.urlopen(url_of(file), timeout=30) as response:  # noqa: S310
+        shutil.copyfileobj(response, out)
+        out.flush()
+        verify(target.temp, file)
     return dest
 
 
-def local_weights(variant: Variant) -> Path | None:
-    """The local file the resolution order would use for ``variant`` (cache or weights folder), if any."""
-    if cache_path(variant).is_file():
-        return cache_path(variant)
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where :func:`find_weights` found a file: its path, which step of the order found it, and the entry it is
+    (None for an explicit file or the converted cache)."""
+
+    path: Path
+    origin: Literal["explicit", "cache", "weights_dir", "download"]
+    file: WeightFile | None = None
+
+
+def find_weights(files: Sequence[WeightFile], *, explicit: str | os.PathLike | None = None,
+                 cached: Path | None = None, what: str = "these weights", fetch: bool = True,
+                 check: bool = True) -> WeightsSource | None:
+    """The documented resolution order, for any weights entries (``files``, preferred first):
+
+    1. ``explicit``, a file the caller names (``weights=``, ``--weights``);
+    2. ``cached``, the converted cache file, if the caller keeps one;
+    3. ``$EFFICIENTPOSE_WEIGHTS_DIR/<relpath>`` of each entry (checked against its pinned SHA-256 with ``check``);
+    4. with ``fetch``, a download of each entry that has a pinned SHA-256.
+
+    Without ``fetch``, None when nothing local exists; otherwise one WeightsError saying where it looked.
+    """
+    if explicit is not None:
+        path = Path(explicit)
+        if not path.is_file():
+            raise WeightsError(f"{path}: weight file not found")
+        return WeightsSource(path, "explicit")
+    looked = []
+    if cached is not None:
+        if cached.is_file():
+            return WeightsSource(cached, "cache")
+        looked.append(str(cached))
     folder = os.environ.get("EFFICIENTPOSE_WEIGHTS_DIR")
-    for file in variant.files if folder else ():
-        if (Path(folder) / file.relpath).is_file():
-            return Path(folder) / file.relpath
-    return None
+    if folder:
+        for file in files:
+            candidate = Path(folder) / file.relpath
+            looked.append(str(candidate))
+            if candidate.is_file():
+                if check:
+                    verify(candidate, file)
+                return WeightsSource(candidate, "weights_dir", file)
+    else:
+        looked.append("$EFFICIENTPOSE_WEIGHTS_DIR (not set)")
+    if not fetch:
+        return None
+    failures = []
+    for file in files:
+        if file.sha256 is None:
+            continue  # never download what cannot be verified
+        try:
+            return WeightsSource(download(file), "download", file)
+        except WeightsError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - network errors of every kind, reported together below
+            failures.append(f"{url_of(file)} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
+    how = ("download failed: " + "; ".join(failures)) if failures else "no published file with a pinned checksum"
+    raise WeightsError(
+        f"no weights for {what}: looked in {', '.join(looked)}; {how}. Pass weights=FILE (--weights FILE) or set "
+        f"EFFICIENTPOSE_WEIGHTS_DIR to a folder with {' or '.join(f.relpath for f in files)}"
+    )
+
+
+def local_weights(variant: Variant) -> Path | None:
+    """The local file the resolution order would use for ``variant`` (cache or weights folder), if any; nothing is
+    downloaded or verified (this only names the file)."""
+    found = find_weights(variant.files, cached=cache_path(variant), fetch=False, check=False)
+    return None if found is None else found.path

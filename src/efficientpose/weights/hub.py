@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from efficientpose.models.efficientpose import EfficientPose
-from efficientpose.models.variants import get_variant
+from efficientpose.models.variants import VARIANTS, get_variant
 
 WeightsArg = str | os.PathLike | None
 
@@ -38,3 +38,9 @@ def load_model(name: str, pretrained: bool = True, weights: WeightsArg = None, *
         model.load_state_dict(resolve_state_dict(model, weights))
     return model.eval()
 
+
+
+def list_models(pretrained: bool = False) -> list[str]:
+    """The variant names, in the table's order; with ``pretrained`` only those with a published weight file whose
+    checksum is pinned (so ``load_model`` can fetch them)."""
+    return [name for name, v in VARIANTS.items() if not pretrained or any(f.sha256 for f in v.files)]

@@ -10,14 +10,12 @@ import h5py
 import numpy as np
 
 from efficientpose.errors import WeightsError
+from efficientpose.models.variants import VARIANTS
 
 # Input side length -> variant (architecture.md §1); Lite files have no fixed input size but name their backbone.
-_SIZE_TO_VARIANT = {224: "RT", 256: "I", 368: "II", 480: "III", 600: "IV"}
-_LITE_PREFIX_TO_VARIANT = {
-    "efficientnet-lite0/": "RT_LITE",
-    "efficientnet-lite2/": "I_LITE",
-    "efficientnet-lite4/": "II_LITE",
-}
+_SIZE_TO_VARIANT = {v.input_size: v.title.upper() for v in VARIANTS.values() if not v.lite}
+_LITE_PREFIX_TO_VARIANT = {f"{v.backbone.name}/": v.title.upper().replace(" ", "_")
+                           for v in VARIANTS.values() if v.lite}
 
 
 def _decode(name: Any) -> str:

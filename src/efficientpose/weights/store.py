@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -18,10 +17,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from efficientpose.errors import WeightsError
+from efficientpose.io.atomic import atomic_path
 from efficientpose.models.efficientpose import EfficientPose
 from efficientpose.models.variants import WeightFile
 from efficientpose.weights.convert import keras_to_state_dict
-from efficientpose.weights.files import cache_path, download, sha256, url_of, verify
+from efficientpose.weights.files import cache_path, find_weights, sha256
 from efficientpose.weights.keras import read_keras_h5
 from efficientpose.weights.tflite import read_tflite
 
@@ -45,16 +45,9 @@ def read_metadata(path: Path) -> dict[str, str]:
 
 
 def save_weights(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    """Write a state dict as safetensors atomically (temp file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in state.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write a state dict as safetensors atomically (:func:`~efficientpose.io.atomic.atomic_path`)."""
+    with atomic_path(path) as temp:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(temp), metadata=metadata)
 
 
 def model_metadata(model: EfficientPose, **extra: str) -> dict[str, str]:
@@ -113,44 +106,21 @@ def convert_file(model: EfficientPose, path: Path) -> dict[str, torch.Tensor]:
 
 
 def resolve_state_dict(model: EfficientPose, weights: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
-    """The state dict for ``model``, found in the documented order; one clear WeightsError if nowhere."""
+    """The state dict for ``model``, found in the documented order (:func:`find_weights`); one clear WeightsError
+    if nowhere. An unusable cache file is deleted (with a warning) and the search goes on."""
     variant = model.variant
-    if weights is not None:
-        return convert_file(model, Path(weights))
-    cached = cache_path(variant)
-    if cached.is_file():
+    find = {"cached": cache_path(variant), "what": f"EfficientPose {variant.title}"}
+    source = find_weights(variant.files, explicit=weights, **find)
+    if source.origin == "cache":
         try:
-            return _load_safetensors(model, cached)
+            return _load_safetensors(model, source.path)
         except WeightsError as exc:
             log.warning("ignoring unusable cache file: %s", exc)
-            cached.unlink(missing_ok=True)
-    looked = [str(cached)]
-    folder = os.environ.get("EFFICIENTPOSE_WEIGHTS_DIR")
-    if folder:
-        for file in variant.files:
-            candidate = Path(folder) / file.relpath
-            looked.append(str(candidate))
-            if candidate.is_file():
-                verify(candidate, file)
-                return _cache(model, candidate, file)
-    else:
-        looked.append("$EFFICIENTPOSE_WEIGHTS_DIR (not set)")
-    failures = []
-    for file in variant.files:
-        if file.sha256 is None:
-            continue  # never download what cannot be verified
-        try:
-            return _cache(model, download(file), file)
-        except WeightsError:
-            raise
-        except Exception as exc:  # network errors of every kind
-            failures.append(f"{url_of(file)} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
-    how = ("download failed: " + "; ".join(failures)) if failures else "no published file with a pinned checksum"
-    raise WeightsError(
-        f"no weights for EfficientPose {variant.title}: looked in {', '.join(looked)}; {how}. "
-        f"Pass weights=FILE (--weights FILE) or set EFFICIENTPOSE_WEIGHTS_DIR to a folder with "
-        f"{' or '.join(f.relpath for f in variant.files)}"
-    )
+            source.path.unlink(missing_ok=True)
+            source = find_weights(variant.files, **find)
+    if source.file is None:
+        return convert_file(model, source.path)
+    return _cache(model, source.path, source.file)
 
 
 def _cache(model: EfficientPose, source: Path, file: WeightFile) -> dict[str, torch.Tensor]:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from efficientpose.codec.geometry import letterbox
-from efficientpose.codec.normalize import TF_MODE, TORCH_MODE, to_input
+from efficientpose.codec.normalize import to_input
 from efficientpose.errors import UsageError
 from efficientpose.io.images import read_image
 from efficientpose.io.inputs import expand_inputs
@@ -87,5 +87,5 @@ def calibration_batches(folder: Path | None, model: EfficientPose, limit: int = 
     items = [i.path for i in expand_inputs([folder]).items if i.kind == "image"][:limit]
     if not items:
         raise UsageError(f"{folder}: no images to calibrate on")
-    norm = TORCH_MODE if model.variant.normalization == "torch" else TF_MODE
+    norm = model.variant.normalization
     return [to_input(letterbox(read_image(p), model.input_size)[0], norm) for p in items]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from efficientpose.errors import UsageError
-from efficientpose.inference.runtime.cache import CachedExport, _read_export, export_for, model_identity
+from efficientpose.inference.runtime.cache import CachedExport, cached_export, export_for, export_path, model_identity
 from efficientpose.inference.runtime.runners import BACKENDS, OnnxRuntimeRunner, OpenVinoRunner, Runner, TorchRunner
 from efficientpose.io.atomic import atomic_write_text
 
@@ -42,7 +42,7 @@ def _check_backend(backend: str) -> None:
         raise UsageError(f"backend {backend!r} is not installed: pip install 'efficientpose[{extra}]'")
 
 
-def _onnx_runner(backend: str, onnx: Path, threads: int | None) -> Runner:
+def onnx_runner(backend: str, onnx: Path, threads: int | None = None) -> Runner:
     return OnnxRuntimeRunner(onnx, threads) if backend == "onnxruntime" else OpenVinoRunner(onnx, threads)
 
 
@@ -52,7 +52,7 @@ def make_runner(backend: str, model: EfficientPose, cache: Path, threads: int | 
     _check_backend(backend)
     if backend == "torch":
         return TorchRunner(model)
-    return _onnx_runner(backend, export_for(model, cache, identity).onnx, threads)
+    return onnx_runner(backend, export_for(model, cache, identity).onnx, threads)
 
 
 def cached_runner(identity: str, backend: str, cache: Path,
@@ -67,16 +67,19 @@ def cached_runner(identity: str, backend: str, cache: Path,
         return None
     else:
         _check_backend(backend)
-    entry = _read_export(cache, identity)
+    entry = cached_export(export_path(cache, identity))
     if entry is None:
         return None
     try:
-        return _onnx_runner(backend, entry.onnx, threads), entry
+        return onnx_runner(backend, entry.onnx, threads), entry
     except Exception as exc:  # noqa: BLE001 - a damaged export of any kind is exported again
-        log.warning("ignoring the unreadable cached export %s (%s)", entry.onnx, str(exc).splitlines()[0] if str(exc)
-                    else type(exc).__name__)
+        log.warning("ignoring the unreadable cached export %s (%s)", entry.onnx, _first_line(exc))
         entry.onnx.unlink(missing_ok=True)
         return None
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def median_ms(fn: Callable[[], object], repeats: int = 5) -> float:
@@ -124,8 +127,9 @@ def select_auto(model: EfficientPose, cache: Path, threads: int | None = None,
     if cached in candidates and available(cached):
         try:
             return make_runner(cached, model, cache, threads, identity)
-        except Exception:  # noqa: BLE001 - a broken runtime falls back to re-measuring
-            pass
+        except Exception as exc:  # noqa: BLE001 - a broken runtime falls back to re-measuring, said in the log
+            log.warning("the cached backend choice %s failed (%s); measuring the backends again", cached,
+                        _first_line(exc))
     reference = TorchRunner(model)
     size = model.input_size
     batch = np.random.default_rng(0).standard_normal((4, 3, size, size), dtype=np.float32)
@@ -133,15 +137,22 @@ def select_auto(model: EfficientPose, cache: Path, threads: int | None = None,
 
     best: tuple[float, Runner] = (speed_cost(reference, batch), reference)
     for name in candidates:
-        if name == "torch" or not available(name):
+        if name == "torch":
+            continue
+        if not available(name):
+            log.info("auto: %s is not installed", name)
             continue
         try:
             runner = make_runner(name, model, cache, threads, identity)
-            if float(np.abs(runner(batch) - expected).max()) > 1e-3:
+            diff = float(np.abs(runner(batch) - expected).max())
+            if diff > 1e-3:
+                log.warning("auto: %s is not used: its heatmaps differ from torch's by %.2g (> 1e-3)", name, diff)
                 continue
             ms = speed_cost(runner, batch)
-        except Exception:  # noqa: BLE001 - any failing runtime is simply not chosen
+        except Exception as exc:  # noqa: BLE001 - a failing runtime is not chosen, and the log says why
+            log.warning("auto: %s is not used: %s", name, _first_line(exc))
             continue
+        log.info("auto: %s costs %.2f ms per image", name, ms)
         if ms < best[0]:
             best = (ms, runner)
     choices[key] = best[1].name
