@@ -147,8 +147,9 @@ def test_prediction_matching_rules(tmp_path: Path, data_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("content, needle", [
-    ("{oops", "not valid JSON"), ("[" * 100_000, "nested too deeply"),
-    ('[{"file": "a.jpg", "keypoints": {"head_top": {"x": 1%s, "y": 2, "score": 1}}}]' % ("0" * 400), "out of range"),
+    ("{oops", "not valid JSON"), pytest.param("[" * 100_000, "nested too deeply", id="deep"),
+    pytest.param('[{"file": "a.jpg", "keypoints": {"head_top": {"x": 1%s, "y": 2, "score": 1}}}]' % ("0" * 400),
+                 "out of range", id="huge-integer"),
     ('{"file": "a.jpg"}', "expected a JSON list"), ('[{"keypoints": {}}]', "'file'"),
     ('[{"file": "a.jpg", "keypoints": {"head_top": {"x": "1", "y": 2, "score": 1}}}]', "head_top"),
     ('[{"file": "a.jpg", "keypoints": {"head_top": {"y": 2}}}]', "head_top"),

@@ -297,7 +297,7 @@ def test_missing_keypoints_are_legal_in_predictions(tmp_path: Path, capsys: pyte
     ('[{"file": "im0001.jpg", "keypoints": {"head_top": {"x": 1%s, "y": 2, "score": 1}}}]' % ("0" * 400),
      "out of range"),
     ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
-])
+], ids=["huge_integer", "deep"])
 def test_evaluate_predictions_refuses_hostile_files_in_one_line(content: str, words: str, data_dir: Path,
                                                                 tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
