@@ -297,7 +297,7 @@ def test_missing_keypoints_are_legal_in_predictions(tmp_path: Path, capsys: pyte
     ('[{"file": "im0001.jpg", "keypoints": {"head_top": {"x": 1%s, "y": 2, "score": 1}}}]' % ("0" * 400),
      "out of range"),
     ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
-])
+], ids=["huge_integer", "deep"])
 def test_evaluate_predictions_refuses_hostile_files_in_one_line(content: str, words: str, data_dir: Path,
                                                                 tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
@@ -434,3 +434,34 @@ def test_video_reader_refuses_frames_beyond_the_pixel_limit(tmp_path: Path, monk
     monkeypatch.setattr(video, "DEFAULT_MAX_PIXELS", 64 * 48 - 1)
     with pytest.raises(InputError, match="more than the limit of 3071"):
         VideoReader(clip)
+
+
+def test_a_predictions_file_over_the_size_limit_is_refused_unread(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from efficientpose.io.predictions import MAX_PREDICTIONS_BYTES
+
+    given = tmp_path / "huge.json"
+    with open(given, "wb") as f:
+        f.truncate(MAX_PREDICTIONS_BYTES + 1)  # sparse: no disk space used
+    code, _, err = run_cli(["analyze", str(given), "--output", str(tmp_path / "out")], capsys)
+    check_clean(code, err, 1)
+    assert err == (f"efficientpose analyze: error: {given}: {MAX_PREDICTIONS_BYTES + 1} bytes, more than the limit of "
+                   f"{MAX_PREDICTIONS_BYTES} for a predictions file\n")
+
+
+def test_read_ahead_is_bounded_in_bytes() -> None:
+    from efficientpose.predict import prefetch
+
+    produced: list[int] = []
+
+    def frames():
+        for i in range(12):
+            produced.append(i)
+            yield np.zeros(1000, np.uint8)
+
+    consumed = 0
+    for _ in prefetch(frames(), depth=16, max_bytes=2500):
+        time.sleep(0.01)  # a slow consumer: the reader would run far ahead if only the depth bounded it
+        consumed += 1
+        assert len(produced) - consumed <= 3  # waiting items hold < 2500 bytes, plus the one being made
+    assert consumed == 12
