@@ -83,7 +83,9 @@ def find_people(detector: Detector, estimator: _Estimator, image: np.ndarray,
     """The recommended way from detections to poses: detect on the whole image, confirm the best
     :data:`CONFIRM` detections by the pose on their crops, and while no pose is :data:`SURE`, repeat on finer
     windows (:data:`STAGES`). Returns every confirmed (detection, pose), surest first; empty if nobody was
-    detected at all (then fall back to the whole image or the window search)."""
+    detected at all (then fall back to the whole image or the window search). For photos, call it only when the
+    whole-image pose is not already sure: people who fill the frame lose accuracy in these crops
+    (``docs/detection.md``)."""
     found: list[tuple[Detection, Any]] = []
     for scales in stages:
         detections = detect_in_windows(detector, image, scales) if scales else list(detector(image))
