@@ -30,6 +30,13 @@ def _fsync(path: Path) -> None:
             os.close(fd)
 
 
+def replace_atomically(temp: Path, final: Path) -> None:
+    """The one commit step of every writer: sync the finished temporary file to disk, then rename it onto
+    ``final`` (readers see the old file or the new one, never a part, even after a crash)."""
+    _fsync(temp)
+    os.replace(temp, final)
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` to be written by any writer (OpenCV, matplotlib, Pillow);
@@ -41,8 +48,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         yield temp
         if not temp.exists():
             raise OSError(f"{final}: nothing was written")
-        _fsync(temp)
-        os.replace(temp, final)
+        replace_atomically(temp, final)
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
@@ -50,7 +56,10 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
 
 class CloseOrAbort:
     """Context-manager protocol for output writers with ``close()`` (finish and commit) and ``abort()`` (discard):
-    close on success, abort on any exception, KeyboardInterrupt included."""
+    close on success, abort on any exception, KeyboardInterrupt included. What ``close()`` returned (the files
+    written) is kept in :attr:`committed`."""
+
+    committed: object = None
 
     def close(self) -> object:
         raise NotImplementedError
@@ -63,7 +72,7 @@ class CloseOrAbort:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is None:
-            self.close()
+            self.committed = self.close()
         else:
             self.abort()
 
@@ -97,10 +106,8 @@ class AtomicFile:
         if self.done:
             return self.path
         try:
-            self.file.flush()
-            os.fsync(self.file.fileno())
             self.file.close()
-            os.replace(self.temp, self.path)
+            replace_atomically(self.temp, self.path)
         except BaseException:
             self.discard()
             raise

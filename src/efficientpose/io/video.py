@@ -21,7 +21,7 @@ import numpy as np
 
 from efficientpose.errors import InputError, UsageError, input_error
 from efficientpose.io import PathLike
-from efficientpose.io.atomic import CloseOrAbort, temp_sibling
+from efficientpose.io.atomic import CloseOrAbort, replace_atomically, temp_sibling
 from efficientpose.io.images import check_readable_file
 
 #: fps assumed when a container does not declare a usable one (times then come from timestamps if any).
@@ -250,7 +250,7 @@ class VideoWriter(CloseOrAbort):
         self._writer.release()
         assert self._temp is not None
         try:
-            os.replace(self._temp, self.path)
+            replace_atomically(self._temp, self.path)
         finally:
             self._remove_temp()
         return self.path
