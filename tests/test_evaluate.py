@@ -159,8 +159,8 @@ _SIZE = '"width": 10, "height": 20'
     (f'[{{"file": "a.jpg", {_SIZE}, "keypoints": [1, 2]}}]', "non-empty object"),
     (f'[{{"file": "a.jpg", {_SIZE}, "keypoints": null}}, {{"file": "a.jpg", {_SIZE}, {_KP}}}]', "repeats"),
     pytest.param("[" * 100_000, "nested too deeply", id="deep"),
-    pytest.param(f'[{{"file": "a.jpg", {_SIZE}, "keypoints": {{"head_top": {{"x": 1{"0" * 400}, "y": 2, "score": 1}}}}}}]',
-                 "out of range", id="huge-integer"),
+    pytest.param(f'[{{"file": "a.jpg", {_SIZE}, "keypoints": {{"head_top": {{"x": 1{"0" * 400}, "y": 2, '
+                 f'"score": 1}}}}}}]', "out of range", id="huge-integer"),
 ])
 def test_malformed_prediction_files_are_one_line_input_errors(tmp_path: Path, content: str, needle: str) -> None:
     path = tmp_path / "pred.json"

@@ -1,7 +1,7 @@
 """efficientpose: fast single-person pose estimation (EfficientPose, Groos et al. 2021) in PyTorch.
 
-The public API: ``load_model``, ``list_models``, ``PoseEstimator``, ``Pose``, ``KEYPOINTS``. Heavy modules load on
-first use.
+The public API: ``load_model``, ``list_models``, ``PoseEstimator``, ``PersonTracker``, ``Pose``, ``KEYPOINTS``.
+Heavy modules load on first use.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ if TYPE_CHECKING:
     from typing import Any
 
     from efficientpose.inference.estimator import PoseEstimator
+    from efficientpose.inference.tracking import PersonTracker
     from efficientpose.pose import Pose
     from efficientpose.skeleton import KEYPOINTS
     from efficientpose.weights.hub import list_models, load_model
 
-__all__ = ["KEYPOINTS", "Pose", "PoseEstimator", "list_models", "load_model"]
+__all__ = ["KEYPOINTS", "PersonTracker", "Pose", "PoseEstimator", "list_models", "load_model"]
 __version__ = "0.1.0"
 
 
@@ -33,6 +34,10 @@ def __getattr__(name: str) -> Any:
         from efficientpose.inference.estimator import PoseEstimator
 
         return PoseEstimator
+    if name == "PersonTracker":
+        from efficientpose.inference.tracking import PersonTracker
+
+        return PersonTracker
     if name in ("load_model", "list_models"):
         from efficientpose.weights import hub
 

@@ -7,6 +7,7 @@ decodes ahead while the model runs, frames go through in batches, and outputs ar
 from __future__ import annotations
 
 import collections
+import contextlib
 import errno
 import sys
 import threading
@@ -216,7 +217,7 @@ def predict_video(path: Path, estimator: PoseEstimator, options: PredictOptions,
                 raise input_error(path, f"no annotated copy can be written ({exc}); run it without --draw") from exc
             raise
     bar = _bar(reader.frame_count, path.name, options.progress)
-    try:
+    with bar, writer, drawn if drawn is not None else contextlib.nullcontext():  # committed whole, or not at all
         for frame, pose in track(prefetch(reader), estimator, batch_size=options.batch_size, roi=options.roi,
                                  smooth=options.smoothing if options.smooth else None, threshold=options.threshold):
             writer.add(frame.index, frame.time, pose)
@@ -225,16 +226,9 @@ def predict_video(path: Path, estimator: PoseEstimator, options: PredictOptions,
             bar.update(1)
             if options.on_frame is not None:
                 options.on_frame(writer.count)
-    except BaseException:
-        writer.abort()
-        if drawn is not None:
-            drawn.abort()
-        raise
-    finally:
-        bar.close()
-    written = writer.close()
-    if drawn is not None and (p := drawn.close()) is not None:
-        written.append(p)
+    written = list(writer.committed)
+    if drawn is not None and drawn.committed is not None:
+        written.append(drawn.committed)
     if report is not None:  # frames of a video that failed part-way are not counted
         report.frames += writer.count
     return written
@@ -298,8 +292,7 @@ def predict_files(inputs: Iterable[str | Path], estimator: PoseEstimator, option
             if p is not None:
                 check_not_input(p, images)
         writer = ImagePredictionsWriter(json_path, csv_path, model=estimator.variant.name, names=estimator.names)
-        bar = _bar(len(images), "images", options.progress)
-        try:
+        with _bar(len(images), "images", options.progress) as bar, writer:  # committed whole, or not at all
             for p, img, pose in image_poses(images, estimator, options.batch_size, report.errors,
                                             options.search, options.threshold):
                 writer.add(str(p), img.shape[1], img.shape[0], pose)
@@ -314,15 +307,9 @@ def predict_files(inputs: Iterable[str | Path], estimator: PoseEstimator, option
                         report.errors.append(_per_file_error(p, exc))
                 del img  # a large image is not held while the next one is decoded
                 bar.update(1)
-        except BaseException:
-            writer.abort()
-            raise
-        finally:
-            bar.close()
-        if report.images:
-            report.outputs.extend(writer.close())
-        else:
-            writer.abort()
+            if not report.images:  # every image failed: no prediction file at all
+                writer.abort()
+        report.outputs.extend(writer.committed)
     for video, stem in zip(videos, stems, strict=True):
         try:
             report.outputs.extend(predict_video(video, estimator, options, report, stem))

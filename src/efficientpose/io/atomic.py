@@ -70,6 +70,13 @@ def _fsync(path: Path) -> None:
             os.close(fd)
 
 
+def replace_atomically(temp: Path, final: Path) -> None:
+    """The one commit step of every writer: sync the finished temporary file to disk, then rename it onto
+    ``final`` (readers see the old file or the new one, never a part, even after a crash)."""
+    _fsync(temp)
+    os.replace(temp, final)
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` to be written by any writer (OpenCV, matplotlib, Pillow);
@@ -81,8 +88,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         yield temp
         if not temp.exists():
             raise OSError(f"{final}: nothing was written")
-        _fsync(temp)
-        os.replace(temp, final)
+        replace_atomically(temp, final)
     except OSError as exc:
         raise named_os_error(exc, final) from exc
     finally:
@@ -93,7 +99,10 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
 
 class CloseOrAbort:
     """Context-manager protocol for output writers with ``close()`` (finish and commit) and ``abort()`` (discard):
-    close on success, abort on any exception, KeyboardInterrupt included."""
+    close on success, abort on any exception, KeyboardInterrupt included. What ``close()`` returned (the files
+    written) is kept in :attr:`committed`."""
+
+    committed: object = None
 
     def close(self) -> object:
         raise NotImplementedError
@@ -106,7 +115,7 @@ class CloseOrAbort:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is None:
-            self.close()
+            self.committed = self.close()
         else:
             self.abort()
 
@@ -143,10 +152,8 @@ class AtomicFile:
         if self.done:
             return self.path
         try:
-            self.file.flush()
-            os.fsync(self.file.fileno())
             self.file.close()
-            os.replace(self.temp, self.path)
+            replace_atomically(self.temp, self.path)
             forget_temp(self.temp)
         except OSError as exc:  # a full disk, a lost folder: named by the output path, nothing left behind
             self.discard()

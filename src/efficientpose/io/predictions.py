@@ -120,6 +120,7 @@ class _StreamingWriter(CloseOrAbort):
         if json_path is None and csv_path is None:
             raise ValueError("nothing to write: give a JSON path, a CSV path or both")
         self._files: list[AtomicFile] = []
+        self._aborted = False
         self._json: AtomicFile | None = None
         self._csv = None
         self.count = 0
@@ -150,7 +151,9 @@ class _StreamingWriter(CloseOrAbort):
         raise NotImplementedError
 
     def close(self) -> list[Path]:
-        """Complete the files and move them into place; returns their paths."""
+        """Complete the files and move them into place; returns their paths (none after :meth:`abort`)."""
+        if self._aborted:
+            return []
         try:
             if self._json is not None and not self._json.done:
                 self._json.file.write(self._finish_json())
@@ -161,6 +164,7 @@ class _StreamingWriter(CloseOrAbort):
 
     def abort(self) -> None:
         """Delete the temporary files; final paths are left untouched."""
+        self._aborted = True
         for f in self._files:
             f.discard()
 
@@ -222,14 +226,10 @@ def write_image_predictions(
     """Write a whole list of image predictions (JSON and/or CSV) atomically; returns the paths written."""
     predictions = list(predictions)
     names = tuple(predictions[0].pose.names) if predictions else KEYPOINTS
-    writer = ImagePredictionsWriter(json_path, csv_path, names=names)
-    try:
+    with ImagePredictionsWriter(json_path, csv_path, names=names) as writer:
         for p in predictions:
             writer.add(p.file, p.width, p.height, p.pose, model=p.model)
-    except BaseException:
-        writer.abort()
-        raise
-    return writer.close()
+    return writer.committed
 
 
 # --------------------------------------------------------------------------------------------- reading

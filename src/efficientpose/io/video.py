@@ -23,7 +23,7 @@ import numpy as np
 
 from efficientpose.errors import InputError, UsageError, input_error
 from efficientpose.io import PathLike
-from efficientpose.io.atomic import CloseOrAbort, forget_temp, temp_sibling
+from efficientpose.io.atomic import CloseOrAbort, forget_temp, replace_atomically, temp_sibling
 from efficientpose.io.images import DEFAULT_MAX_PIXELS, check_image_size, check_readable_file
 
 # OpenCV's and FFmpeg's own log lines (a corrupt packet, a backend that declined a file) never reach the user's
@@ -308,7 +308,7 @@ class VideoWriter(CloseOrAbort):
         assert self._temp is not None
         try:
             self._check_complete()
-            os.replace(self._temp, self.path)
+            replace_atomically(self._temp, self.path)
         finally:
             self._remove_temp()
         return self.path

@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from efficientpose.data.dataset import PoseDataset, default_limbs
 from efficientpose.data.registry import TRAIN_SPLITS, open_dataset
@@ -20,7 +18,7 @@ from efficientpose.models.efficientpose import EfficientPose
 from efficientpose.models.variants import Variant, get_variant
 from efficientpose.skeleton import KEYPOINTS, PAF_LIMBS, SKELETONS, Skeleton
 from efficientpose.train.config import TrainConfig
-from efficientpose.weights.store import read_metadata, resolve_state_dict
+from efficientpose.weights.store import check_state_dict, read_metadata, read_safetensors, resolve_state_dict
 
 #: State-dict prefixes that belong to one keypoint set: re-initialised when the keypoints change.
 HEAD_PREFIXES = ("confs_head.", "confs1_head.", "pafs_head.", "upsample.")
@@ -115,13 +113,7 @@ def transfer(model: EfficientPose, state: dict[str, torch.Tensor], *, keep_heads
     def allowed(key: str) -> bool:
         return (keep_heads or not key.startswith(HEAD_PREFIXES)) and (prefixes is None or key.startswith(prefixes))
 
-    wanted = [k for k in own if allowed(k) and not k.endswith("num_batches_tracked")]
-    optional = ("pafs_head.", "confs1_head.")
-    missing = [k for k in wanted if k not in state and not k.startswith(optional)]
-    shapes = [k for k in wanted if k in state and state[k].shape != own[k].shape]
-    if missing or shapes:
-        parts = [f"{len(v)} {what} (e.g. {v[0]})" for v, what in ((missing, "missing"), (shapes, "mis-shaped")) if v]
-        raise WeightsError(f"{source}: does not fit EfficientPose {model.variant.title}: {', '.join(parts)}")
+    check_state_dict(model, state, source, keys=[k for k in own if allowed(k)], unexpected=False)
     loaded = {k: state[k] for k in own if k in state and allowed(k)}
     merged = dict(own)
     merged.update(loaded)
@@ -154,10 +146,7 @@ def init_weights(model: EfficientPose, init: str, keypoints: KeypointSet) -> str
     if not path.is_file():
         raise UsageError(f"{path}: --init file not found")
     meta = read_metadata(path)
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise WeightsError(f"{path}: corrupt safetensors file ({str(exc).splitlines()[0]})") from None
+    state = read_safetensors(path)
     if state and all(k.startswith(BACKBONE_PREFIXES) for k in state):
         prefixes = tuple(p for p in BACKBONE_PREFIXES if any(k.startswith(p) for k in model.state_dict())
                          and any(k.startswith(p) for k in state))

@@ -68,25 +68,37 @@ def _load_safetensors(model: EfficientPose, path: Path) -> dict[str, torch.Tenso
     meta = read_metadata(path)
     if meta.get("variant") not in (None, model.variant.name):
         raise WeightsError(f"{path}: holds weights for variant {meta['variant']!r}, not {model.variant.name!r}")
+    return _checked(model, read_safetensors(path), path)
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file (never unpickled); WeightsError if it is corrupt."""
     try:
-        state = load_file(str(path))
+        return load_file(str(path))
     except (SafetensorError, OSError) as exc:
         raise WeightsError(f"{path}: corrupt safetensors file ({str(exc).splitlines()[0]})") from None
-    return _checked(model, state, path)
 
 
-def _checked(model: EfficientPose, state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
-    """Refuse a state dict with missing, unexpected or mis-shaped tensors (never a half-loaded model)."""
+def check_state_dict(model: EfficientPose, state: dict[str, torch.Tensor], source: object, *,
+                     keys: list[str] | None = None, unexpected: bool = True) -> None:
+    """The one state-dict check: WeightsError unless ``state`` holds every tensor of ``model`` named in ``keys``
+    (default: all; the optional side heads may be absent) in its shape and, with ``unexpected``, nothing else.
+    Never a half-loaded model."""
     own = model.state_dict()
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")
-               and not k.startswith(OPTIONAL_HEADS)]
-    extra = [k for k in state if k not in own]
-    shapes = [k for k in state if k in own and state[k].shape != own[k].shape]
+    wanted = [k for k in (own if keys is None else keys) if not k.endswith("num_batches_tracked")]
+    missing = [k for k in wanted if k not in state and not k.startswith(OPTIONAL_HEADS)]
+    extra = [k for k in state if k not in own] if unexpected else []
+    shapes = [k for k in wanted if k in state and state[k].shape != own[k].shape]
     if missing or extra or shapes:
         parts = [f"{len(v)} {what} (e.g. {v[0]})" for v, what in
                  ((missing, "missing"), (extra, "unexpected"), (shapes, "mis-shaped")) if v]
-        raise WeightsError(f"{path}: does not fit EfficientPose {model.variant.title}: {', '.join(parts)}")
-    merged = dict(own)
+        raise WeightsError(f"{source}: does not fit EfficientPose {model.variant.title}: {', '.join(parts)}")
+
+
+def _checked(model: EfficientPose, state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    """``state`` checked (:func:`check_state_dict`) and completed with ``model``'s own buffers it may lack."""
+    check_state_dict(model, state, path)
+    merged = dict(model.state_dict())
     merged.update(state)
     return merged
 

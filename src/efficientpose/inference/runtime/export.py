@@ -4,7 +4,6 @@ images."""
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import torch
 from efficientpose.codec.geometry import letterbox
 from efficientpose.codec.normalize import to_input
 from efficientpose.errors import UsageError
+from efficientpose.io.atomic import atomic_path
 from efficientpose.io.images import read_image
 from efficientpose.io.inputs import expand_inputs
 from efficientpose.models.efficientpose import EfficientPose, LowResolution
@@ -24,35 +24,27 @@ def export_onnx(model: EfficientPose, path: str | os.PathLike, *, dynamic_batch:
                 opset: int = 17, low_resolution: bool = False) -> Path:
     """Write ``model`` (BN folded) as ONNX with input 'image' (N, 3, R, R) and output 'heatmaps' (N, K, R, R),
     or with ``low_resolution`` the R/8 heatmaps before the fixed upsampling; atomic."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fused = optimize_for_inference(model)
     net = LowResolution(fused) if low_resolution else fused
     size = model.input_size
     dummy = torch.zeros(1, 3, size, size)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as temp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer notes on the static TF-same padding, which is intended
             torch.onnx.export(
-                net, (dummy,), tmp, dynamo=False, opset_version=opset, input_names=["image"],
+                net, (dummy,), str(temp), dynamo=False, opset_version=opset, input_names=["image"],
                 output_names=["heatmaps"],
                 dynamic_axes={"image": {0: "batch"}, "heatmaps": {0: "batch"}} if dynamic_batch else None,
             )
         import onnx
 
-        proto = onnx.load(tmp)
+        proto = onnx.load(str(temp))
         proto.metadata_props.add(key="efficientpose_variant", value=model.variant.name)
         proto.metadata_props.add(key="keypoints", value=",".join(model.keypoints))
         proto.metadata_props.add(key="input_size", value=str(size))
         proto.metadata_props.add(key="output_stride", value="8" if low_resolution else "1")
-        onnx.save(proto, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+        onnx.save(proto, str(temp))
+    return Path(path)
 
 
 def quantize_int8(onnx_path: str | os.PathLike, output: str | os.PathLike, calibration: list[np.ndarray]) -> Path:
@@ -67,17 +59,10 @@ def quantize_int8(onnx_path: str | os.PathLike, output: str | os.PathLike, calib
             item = next(self._items, None)
             return None if item is None else {"image": item.astype(np.float32)}
 
-    output = Path(output)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    os.close(fd)
-    try:
-        quantize_static(str(onnx_path), tmp, _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+    with atomic_path(output) as temp:
+        quantize_static(str(onnx_path), str(temp), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return output
+    return Path(output)
 
 
 def calibration_batches(folder: Path | None, model: EfficientPose, limit: int = 64) -> list[np.ndarray]:
