@@ -17,7 +17,7 @@ from efficientpose.codec.normalize import TF_MODE, TORCH_MODE, to_input
 from efficientpose.errors import UsageError
 from efficientpose.inference.runtime.cache import cache_dir, file_identity
 from efficientpose.inference.runtime.runners import Runner
-from efficientpose.inference.runtime.select import cached_runner, make_runner, select_auto
+from efficientpose.inference.runtime.select import cached_runner, make_runner, precision_backend, select_auto
 from efficientpose.io.images import to_rgb_array
 from efficientpose.models.variants import Variant, get_variant
 from efficientpose.pose import Pose
@@ -41,13 +41,18 @@ class PoseEstimator:
     ``decoder`` is "refined" (arg-max + DARK sub-pixel refinement, the default) or "argmax" (the authors':
     Gaussian blur sigma 1, arg-max, pixel centre). ``flip`` averages with the mirrored image's heatmaps.
     ``backend`` is "auto" (fastest installed backend that matches torch), "torch", "onnxruntime" or "openvino".
+    ``precision`` is "fp32" (the default), "bf16" or "int8", both on OpenVINO: bf16 where the CPU has it (else
+    fp32, said once), int8 quantised once with NNCF, calibrated on the photos in ``calibration`` (a folder;
+    default ``$EFFICIENTPOSE_CALIBRATION_DIR``, else the int8 model cached for these weights). ``auto`` never
+    picks a reduced precision by itself.
     When an earlier start cached the ONNX export of the same weights file, an ONNX Runtime or OpenVINO backend
     starts from it without building the PyTorch network; :attr:`model` builds that on first use.
     """
 
     def __init__(self, model: str | EfficientPose = "rt", weights: str | os.PathLike | None = None, *,
                  backend: str = "auto", flip: bool = False, decoder: str = "refined",
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, precision: str = "fp32",
+                 calibration: str | os.PathLike | None = None) -> None:
         if decoder not in DECODERS:
             raise UsageError(f"unknown decoder {decoder!r}; choose one of: {', '.join(DECODERS)}")
         self.flip = flip
@@ -56,7 +61,8 @@ class PoseEstimator:
         self._upsampler = None
         cache = cache_dir()
         identity = _identity(model, weights)
-        cached = cached_runner(identity, backend, cache, threads) if identity else None
+        backend = precision_backend(backend, precision)
+        cached = cached_runner(identity, backend, cache, threads, precision, calibration) if identity else None
         if cached is not None:  # a cached export: the network (and torch) load only if asked for
             self.runner: Runner = cached[0]
             self._model = None
@@ -72,7 +78,7 @@ class PoseEstimator:
                 self._model = model
             self._name = self._model.variant.name
             self.runner = (select_auto(self._model, cache, threads, identity=identity) if backend == "auto"
-                           else make_runner(backend, self._model, cache, threads, identity))
+                           else make_runner(backend, self._model, cache, threads, identity, precision, calibration))
             variant, names = self._model.variant, tuple(self._model.keypoints)
         self.variant: Variant = variant
         self.size = variant.input_size
@@ -103,6 +109,11 @@ class PoseEstimator:
     @property
     def backend(self) -> str:
         return self.runner.name
+
+    @property
+    def precision(self) -> str:
+        """What the network runs in: "fp32", "bf16" or "int8" (bf16 asked on a CPU without it runs fp32)."""
+        return getattr(self.runner, "precision", "fp32")
 
     def prepare(self, image: ImageLike, roi: Box | None = None) -> Prepared:
         """Letterboxed uint8 input (R, R, 3), its geometry, and the (x, y) offset of the crop in the image."""
