@@ -105,10 +105,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(output)
         return 0
     from efficientpose.inference.runtime.export import export_openvino
+    from efficientpose.models.variants import get_variant
 
     estimator = _estimator(args) if args.precision == "int8" else None  # quantises (or reopens the cached model)
-    output = args.output or Path(f"efficientpose-{args.model}{'' if args.precision == 'fp32' else '-' + args.precision}"
-                                 ".xml")
+    suffix = "" if args.precision == "fp32" else f"-{args.precision}"
+    output = args.output or Path(f"efficientpose-{get_variant(args.model).name}{suffix}.xml")
     export_openvino(args.model, args.weights, output, args.precision, estimator)
     print(output)
     return 0
@@ -170,6 +171,8 @@ def _write_report(report, output: Path, stem: str) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     samples = _samples(args)
     stem = f"{args.dataset}-{args.split or 'default'}-{args.model if args.predictions is None else 'predictions'}"
+    if args.predictions is None and args.precision != "fp32":
+        stem += f"-{args.precision}"  # reports of the same model in several precisions sit side by side
     if not args.compare_decoders:
         report = _evaluate_report(args, samples)
         print(report.to_text())
