@@ -146,6 +146,79 @@ def end_to_end(n: int, rounds: int, threads: int) -> dict:
             "ratio": ms["authors"] / ms["ours"]}
 
 
+#: The issue's bounds for int8 against fp32 (same run): PCK@0.2 and @0.1 drops, and the batch-8 speed-up.
+BOUNDS = {"rt": (0.3, 0.5, 1.6), "ii": (0.3, 0.5, 1.8)}
+
+
+def precision_rows(names: list[str], precisions: list[str], rounds: int, threads: int, n_eval: int = 1000,
+                   n_e2e: int = 100) -> list[dict]:
+    """Each variant in each precision on OpenVINO (int8 calibrated on LSP-extended's images): PCK@0.2 and @0.1 on
+    the LSP training half, model latency at batch 1 and 8 and end-to-end images/s, the speeds interleaved across
+    the precisions in one run so that their ratios hold on a drifting machine. Accuracy, not keypoint parity with
+    fp32, is what judges a reduced precision."""
+    from efficientpose.codec.normalize import to_input
+    from efficientpose.data.registry import open_dataset
+    from efficientpose.evaluation.evaluate import evaluate
+    from efficientpose.evaluation.samples import predict_samples
+    from efficientpose.inference.estimator import PoseEstimator
+    from efficientpose.io.images import read_image
+    from efficientpose.predict import image_poses
+
+    calibration = SHARED / "data" / "lspet" / "images"
+    samples = open_dataset("lsp", SHARED / "data" / "lsp", "train")[:n_eval]
+    files = images(n_e2e)
+    rows = []
+    for name in names:
+        ests = {p: PoseEstimator(name, backend="openvino", precision=p, threads=threads,
+                                 calibration=calibration if p == "int8" else None) for p in precisions}
+        first = next(iter(ests.values()))
+
+        real = to_input(np.stack([first.prepare(read_image(f))[0] for f in files[:8]]), first.normalization)
+        latency = {b: interleaved({p: (lambda e=e, v=real[:b]: e.runner(v)) for p, e in ests.items()}, rounds)
+                   for b in (1, 8)}
+
+        def e2e(est: PoseEstimator) -> None:
+            for _ in image_poses(files, est, batch_size=8):
+                pass
+
+        whole = interleaved({p: (lambda e=e: e2e(e)) for p, e in ests.items()}, max(2, rounds // 3), settle=1,
+                            timed=1, settle_s=0.0)
+        for p, est in ests.items():
+            poses = predict_samples(samples, est, progress=False)
+            pck = {a: evaluate(samples, poses, alpha=a).mean for a in (0.2, 0.1)}
+            rows.append({"model": name, "precision": p, "runs": est.precision, "pck02": pck[0.2], "pck01": pck[0.1],
+                         "ms_b1": latency[1][p], "ms_b8": latency[8][p], "img_per_s": len(files) / whole[p] * 1000,
+                         "images": len(samples)})
+            print(f"  {name} {p}: PCK@0.2 {pck[0.2]:.2f}, @0.1 {pck[0.1]:.2f}, batch 1 {latency[1][p]:.1f} ms, "
+                  f"batch 8 {latency[8][p]:.1f} ms, {rows[-1]['img_per_s']:.1f} images/s", file=sys.stderr)
+    return rows
+
+
+def precision_markdown(rows: list[dict]) -> str:
+    """The precision table with ratios against fp32 from the same run, and the issue's bounds checked."""
+    base = {r["model"]: r for r in rows if r["precision"] == "fp32"}
+    lines = ["| model | precision | PCK@0.2 | PCK@0.1 | batch 1 ms | batch 8 ms | batch 8 speed-up | "
+             "end to end images/s |", "|---|---|---|---|---|---|---|---|"]
+    checks = []
+    for r in rows:
+        f = base.get(r["model"])
+        up = f["ms_b8"] / r["ms_b8"] if f else float("nan")
+        shown = r["precision"] if r["runs"] == r["precision"] else f"{r['precision']} (ran {r['runs']})"
+        lines.append(f"| {r['model']} | {shown} | {r['pck02']:.2f} | {r['pck01']:.2f} | {r['ms_b1']:.1f} | "
+                     f"{r['ms_b8']:.1f} | {up:.2f}x | {r['img_per_s']:.1f} |")
+        if f and r["precision"] != "fp32":
+            d02, d01 = f["pck02"] - r["pck02"], f["pck01"] - r["pck01"]
+            b02, b01, speed = BOUNDS.get(r["model"], (0.3, 0.5, None))
+            speed = speed if r["precision"] == "int8" else None
+            ok = d02 <= b02 and d01 <= b01 and (speed is None or up >= speed)
+            checks.append(f"{r['model']} {r['precision']}: PCK@0.2 {-d02:+.2f} (bound -{b02}), PCK@0.1 {-d01:+.2f} "
+                          f"(bound -{b01}), batch 8 {up:.2f}x" + (f" (bound {speed}x)" if speed else "")
+                          + (": holds" if ok else ": FAILS"))
+    n = rows[0]["images"] if rows else 0
+    return "\n".join(lines + ["", f"Accuracy on the LSP training half ({n} images); against fp32 in this run:", ""]
+                     + [f"- {c}" for c in checks])
+
+
 def video_fps(frames: int, threads: int) -> dict:
     """Frames per second of the predict job on a 640x480 clip made from the real squats video (RT, smoothing on,
     no drawing)."""
@@ -310,6 +383,9 @@ def markdown(result: dict) -> str:
     lines += ["", f"Video: {v['fps']:.1f} frames/s ({v['size']}, RT, smoothing on, no drawing, {v['backend']}).",
               f"Peak memory over {result['memory']['images']} images: ours {result['memory']['ours_mib']:.0f} MiB, "
               f"authors' pipeline {result['memory']['authors_mib']:.0f} MiB."]
+    if result.get("precision"):
+        lines += ["", "Precision (OpenVINO; int8: NNCF, calibrated on 300 LSP-extended images):", "",
+                  precision_markdown(result["precision"])]
     if result.get("comparison"):
         from efficientpose.evaluation.paper import Row, to_markdown
 
@@ -325,6 +401,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--no-comparison", action="store_true")
     parser.add_argument("--profile", metavar="MODEL", help="only OpenVINO's per-layer profile and bf16 trade-off")
+    parser.add_argument("--precisions", default="fp32,bf16,int8",
+                        help="precisions compared on OpenVINO (accuracy and speed); empty to skip")
+    parser.add_argument("--only-precision", action="store_true", help="only the precision table")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
     args = parser.parse_args()
     import torch
@@ -337,6 +416,11 @@ def main() -> None:
     rounds = 4 if args.quick else args.rounds
     result = {"date": str(date.today()), "cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
               "threads": args.threads}
+    precisions = [p for p in args.precisions.split(",") if p]
+    if args.only_precision:
+        rows = precision_rows(names, precisions, rounds, args.threads)
+        print(precision_markdown(rows))
+        return
     print("model latency ...", file=sys.stderr)
     result["latency"] = model_latency(names, rounds, args.threads)
     print("end to end ...", file=sys.stderr)
@@ -345,6 +429,9 @@ def main() -> None:
     result["video"] = video_fps(150 if args.quick else 300, args.threads)
     print("memory ...", file=sys.stderr)
     result["memory"] = {"images": 50, "ours_mib": peak_memory("ours", 50), "authors_mib": peak_memory("authors", 50)}
+    if precisions:
+        print("precision ...", file=sys.stderr)
+        result["precision"] = precision_rows(names, precisions, rounds, args.threads)
     if not args.no_comparison and not args.quick:
         print("comparison table ...", file=sys.stderr)
         result["comparison"] = comparison()

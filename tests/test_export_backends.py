@@ -1,5 +1,5 @@
-"""ONNX export parity, inference backends (onnxruntime, OpenVINO) against torch, ``auto``'s choice and fallback,
-and the measured (reported, not asserted) accuracy cost of int8 quantisation."""
+"""ONNX export parity, inference backends (onnxruntime, OpenVINO) against torch, ``auto``'s choice and fallback.
+Reduced precision (bf16, int8) is tested in test_precision.py."""
 
 from __future__ import annotations
 
@@ -10,14 +10,11 @@ import pytest
 import torch
 
 from efficientpose.codec.geometry import letterbox
-from efficientpose.codec.normalize import TORCH_MODE, to_input
-from efficientpose.data.registry import open_dataset
-from efficientpose.evaluation.evaluate import evaluate
+from efficientpose.codec.normalize import to_input
 from efficientpose.inference.estimator import PoseEstimator
 from efficientpose.inference.runtime import select as runtime
-from efficientpose.inference.runtime.export import export_onnx, quantize_int8
+from efficientpose.inference.runtime.export import export_onnx
 from efficientpose.io.images import read_image
-from efficientpose.pose import Pose
 from efficientpose.weights.hub import load_model
 
 WITH_WEIGHTS = ["rt", "i", "ii", "rt-lite", "i-lite", "ii-lite"]
@@ -155,31 +152,3 @@ def test_missing_runtime_named_explicitly_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(runtime, "available", lambda name: name == "torch")
     with pytest.raises(UsageError, match=r"efficientpose\[onnx\]"):
         PoseEstimator("rt", backend="onnxruntime")
-
-
-def test_int8_accuracy_cost_on_lsp_train(data_dir, tmp_path):
-    """Static int8 (calibrated on 32 LSPET images, not the evaluation images): report the PCK@0.2 cost."""
-    model = load_model("rt")
-    fp32 = export_onnx(model, tmp_path / "rt.onnx", dynamic_batch=True, low_resolution=True)
-    norm = TORCH_MODE
-    calib = [to_input(letterbox(read_image(p), 224)[0], norm)
-             for p in sorted((data_dir / "lspet" / "images").glob("im*.jpg"))[:32]]
-    int8 = quantize_int8(fp32, tmp_path / "rt-int8.onnx", calib)
-    onnx.checker.check_model(onnx.load(str(int8)))
-    samples = open_dataset("lsp", data_dir / "lsp", "train")
-    results = {}
-    for label, path in (("fp32", fp32), ("int8", int8)):
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        est = PoseEstimator(model, backend="torch")
-        est.runner = lambda x, s=session: s.run(None, {"image": x})[0]
-        poses = {}
-        for start in range(0, len(samples), 16):
-            chunk = samples[start:start + 16]
-            for s, pose in zip(chunk, est.predict_batch([s.image for s in chunk]), strict=True):
-                poses[s.id] = pose
-        results[label] = evaluate(samples, poses, alpha=0.2).mean
-    print(f"\nint8 accuracy cost (RT, LSP train, PCK@0.2): fp32 {results['fp32']:.2f}, int8 {results['int8']:.2f}, "
-          f"cost {results['fp32'] - results['int8']:.2f} points; file size {fp32.stat().st_size} -> "
-          f"{int8.stat().st_size} bytes")
-    assert np.isfinite(results["int8"])
-    assert isinstance(poses[samples[0].id], Pose)

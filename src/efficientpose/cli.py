@@ -31,13 +31,19 @@ class _Parser(argparse.ArgumentParser):
 def _add_model_args(p: argparse.ArgumentParser, default: str = "rt") -> None:
     p.add_argument("--model", default=default, help="variant: rt, i, ii, iii, iv, rt-lite, i-lite, ii-lite")
     p.add_argument("--weights", type=Path, help="weight file (.safetensors, .h5 or .tflite) instead of the default")
+    p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
+                   help="fp32 (default); bf16 or int8 run on OpenVINO (int8: NNCF, calibrated once, cached)")
+    p.add_argument("--calibration", type=Path, metavar="DIR",
+                   help="int8: photos of people to calibrate on (default $EFFICIENTPOSE_CALIBRATION_DIR, else the "
+                        "int8 model cached for these weights)")
 
 
 def _estimator(args: argparse.Namespace, model: str | None = None):
     from efficientpose.inference.estimator import PoseEstimator
 
     return PoseEstimator(model or args.model, args.weights, backend=getattr(args, "backend", "auto"),
-                         flip=getattr(args, "flip", False), decoder=getattr(args, "decoder", "refined"))
+                         flip=getattr(args, "flip", False), decoder=getattr(args, "decoder", "refined"),
+                         precision=getattr(args, "precision", "fp32"), calibration=getattr(args, "calibration", None))
 
 
 def _dataset_label(args: argparse.Namespace) -> str:
@@ -95,20 +101,25 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from efficientpose.inference.runtime.export import export_onnx
-    from efficientpose.weights.hub import load_model
+    fmt = args.format or ("onnx" if args.precision == "fp32" else "openvino")
+    if fmt == "onnx" and args.precision != "fp32":
+        raise UsageError(f"--precision {args.precision} exports OpenVINO IR: use --format openvino")
+    if fmt == "onnx":
+        from efficientpose.inference.runtime.export import export_onnx
+        from efficientpose.weights.hub import load_model
 
-    model = load_model(args.model, weights=args.weights)
-    output = args.output or Path(f"efficientpose-{model.variant.name}{'-int8' if args.int8 else ''}.onnx")
-    if not args.int8:
+        model = load_model(args.model, weights=args.weights)
+        output = args.output or Path(f"efficientpose-{model.variant.name}.onnx")
         export_onnx(model, output, dynamic_batch=args.dynamic_batch)
         print(output)
         return 0
-    from efficientpose.inference.runtime.export import calibration_batches, quantize_int8
+    from efficientpose.inference.runtime.export import export_openvino
+    from efficientpose.models.variants import get_variant
 
-    fp32 = output.with_name(output.stem + "-fp32.onnx")
-    export_onnx(model, fp32, dynamic_batch=args.dynamic_batch)
-    quantize_int8(fp32, output, calibration_batches(args.calibration, model))
+    estimator = _estimator(args) if args.precision == "int8" else None  # quantises (or reopens the cached model)
+    suffix = "" if args.precision == "fp32" else f"-{args.precision}"
+    output = args.output or Path(f"efficientpose-{get_variant(args.model).name}{suffix}.xml")
+    export_openvino(args.model, args.weights, output, args.precision, estimator)
     print(output)
     return 0
 
@@ -166,6 +177,8 @@ def _write_report(report, output: Path, stem: str) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     samples = _samples(args)
     stem = f"{args.dataset}-{args.split or 'default'}-{args.model if args.predictions is None else 'predictions'}"
+    if args.predictions is None and args.precision != "fp32":
+        stem += f"-{args.precision}"  # reports of the same model in several precisions sit side by side
     if not args.compare_decoders:
         report = _evaluate_report(args, samples)
         print(report.to_text())
@@ -359,13 +372,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="list the variants: input size, parameters, FLOPs, local weights")
 
-    p = sub.add_parser("export", help="export a model to ONNX (optionally int8)")
+    p = sub.add_parser("export", help="export a model to ONNX or OpenVINO IR (optionally bf16 or int8)")
     _add_model_args(p)
-    p.add_argument("--format", choices=("onnx",), default="onnx")
-    p.add_argument("--output", type=Path, help="output file (default efficientpose-<model>.onnx)")
-    p.add_argument("--dynamic-batch", action="store_true", help="make the batch axis dynamic")
-    p.add_argument("--int8", action="store_true", help="static int8 quantisation calibrated on real images")
-    p.add_argument("--calibration", type=Path, help="folder of images for int8 calibration")
+    p.add_argument("--format", choices=("onnx", "openvino"),
+                   help="onnx (default for fp32) or openvino IR (.xml + .bin; the only format for bf16 and int8)")
+    p.add_argument("--output", type=Path, help="output file (default efficientpose-<model>[-<precision>].onnx|.xml)")
+    p.add_argument("--dynamic-batch", action="store_true", help="make the batch axis dynamic (ONNX)")
 
     p = sub.add_parser("evaluate", help="PCKh/PCK of a model or a predictions file on MPII, LSP, LSPET or COCO")
     _add_model_args(p)

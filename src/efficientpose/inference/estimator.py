@@ -24,7 +24,14 @@ from efficientpose.codec.normalize import Normalization, to_input
 from efficientpose.errors import UsageError
 from efficientpose.inference.runtime.cache import CachedExport, cache_dir, file_identity, read_export
 from efficientpose.inference.runtime.runners import Runner
-from efficientpose.inference.runtime.select import available, cached_runner, make_runner, onnx_runner, select_auto
+from efficientpose.inference.runtime.select import (
+    available,
+    cached_runner,
+    make_runner,
+    onnx_runner,
+    precision_backend,
+    select_auto,
+)
 from efficientpose.io.images import to_rgb_array
 from efficientpose.models.variants import Variant, get_variant
 from efficientpose.pose import Box, Pose
@@ -78,13 +85,14 @@ class PoseEstimator:
 
     def __init__(self, runner: Runner | str | EfficientPose = "rt", weights: str | os.PathLike | None = None, *,
                  spec: ModelSpec | None = None, backend: str = "auto", flip: bool = False, decoder: str = "refined",
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, precision: str = "fp32",
+                 calibration: str | os.PathLike | None = None) -> None:
         if decoder not in DECODERS:
             raise UsageError(f"unknown decoder {decoder!r}; choose one of: {', '.join(DECODERS)}")
         self._model: EfficientPose | None = None
         self._source: tuple[str, str | os.PathLike | None] | None = None
         if spec is None:  # a variant name or a network: find, export, measure and cache
-            runner, spec, self._model = _pretrained(runner, weights, backend, threads)
+            runner, spec, self._model = _pretrained(runner, weights, backend, threads, precision, calibration)
             self._source = (spec.variant, weights)
         self.runner: Runner = runner
         self.spec = spec
@@ -100,15 +108,21 @@ class PoseEstimator:
     @classmethod
     def from_pretrained(cls, model: str | EfficientPose = "rt", weights: str | os.PathLike | None = None, *,
                         backend: str = "auto", flip: bool = False, decoder: str = "refined",
-                        threads: int | None = None) -> PoseEstimator:
+                        threads: int | None = None, precision: str = "fp32",
+                        calibration: str | os.PathLike | None = None) -> PoseEstimator:
         """A variant by name (weights resolved as documented, or ``weights``), or a network built in Python.
 
         ``backend`` is "auto" (the fastest installed backend whose heatmaps match torch's, measured once per
         weights and machine and cached), "torch", "onnxruntime" or "openvino". The ONNX export is cached beside
         the choice, keyed by the weights' digest; a later start with an ONNX Runtime or OpenVINO backend opens it
         without building the PyTorch network (or importing torch); :attr:`model` builds that on first use.
+        ``precision`` is "fp32" (the default), "bf16" or "int8", both on OpenVINO: bf16 where the CPU has it (else
+        fp32, said once), int8 quantised once with NNCF, calibrated on the photos in ``calibration`` (a folder;
+        default ``$EFFICIENTPOSE_CALIBRATION_DIR``, else the int8 model cached for these weights). ``auto`` never
+        picks a reduced precision by itself.
         """
-        return cls(model, weights, backend=backend, flip=flip, decoder=decoder, threads=threads)
+        return cls(model, weights, backend=backend, flip=flip, decoder=decoder, threads=threads,
+                   precision=precision, calibration=calibration)
 
     @classmethod
     def from_onnx(cls, path: str | os.PathLike, *, backend: str = "auto", flip: bool = False,
@@ -146,6 +160,11 @@ class PoseEstimator:
     @property
     def backend(self) -> str:
         return self.runner.name
+
+    @property
+    def precision(self) -> str:
+        """The precision the runner computes in: "fp32", "bf16" or "int8"."""
+        return getattr(self.runner, "precision", "fp32")
 
     def prepare(self, image: ImageLike, roi: Box | None = None) -> Prepared:
         """The letterboxed input of the image (or of its part inside ``roi``) and how it maps back."""
@@ -196,12 +215,14 @@ class PoseEstimator:
 
 
 def _pretrained(model: str | EfficientPose, weights: str | os.PathLike | None, backend: str,
-                threads: int | None) -> tuple[Runner, ModelSpec, EfficientPose | None]:
+                threads: int | None, precision: str = "fp32", calibration: str | os.PathLike | None = None,
+                ) -> tuple[Runner, ModelSpec, EfficientPose | None]:
     """Runner, spec and (when it was built) the network for a variant name or a network built in Python: a cached
     export when there is one for these weights, else load, export and choose (:meth:`PoseEstimator.from_pretrained`)."""
     cache = cache_dir()
     identity = _identity(model, weights)
-    cached = cached_runner(identity, backend, cache, threads) if identity else None
+    backend = precision_backend(backend, precision)
+    cached = cached_runner(identity, backend, cache, threads, precision, calibration) if identity else None
     if cached is not None:  # a cached export: the network (and torch) load only if asked for
         runner, export = cached
         return runner, ModelSpec.of(get_variant(export.variant), export.keypoints), None
@@ -211,7 +232,7 @@ def _pretrained(model: str | EfficientPose, weights: str | os.PathLike | None, b
         model = load_model(model, weights=weights)
         identity = _identity(model.variant.name, weights)  # loading may have written the converted cache
     runner = (select_auto(model, cache, threads, identity=identity) if backend == "auto"
-              else make_runner(backend, model, cache, threads, identity))
+              else make_runner(backend, model, cache, threads, identity, precision, calibration))
     return runner, ModelSpec.of(model.variant, model.keypoints), model
 
 

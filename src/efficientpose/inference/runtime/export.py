@@ -1,23 +1,22 @@
-"""Export to ONNX (fp32, optionally with a dynamic batch axis) and int8 static quantisation calibrated on real
-images."""
+"""Export to ONNX (fp32, optionally with a dynamic batch axis) and to OpenVINO IR (fp32, bf16 or int8)."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 
-from efficientpose.codec.geometry import letterbox
-from efficientpose.codec.normalize import to_input
 from efficientpose.errors import UsageError
 from efficientpose.io.atomic import atomic_path
-from efficientpose.io.images import read_image
-from efficientpose.io.inputs import expand_inputs
 from efficientpose.models.efficientpose import EfficientPose, LowResolution
 from efficientpose.models.fuse import optimize_for_inference
+
+if TYPE_CHECKING:
+    from efficientpose.inference.estimator import PoseEstimator
 
 
 def export_onnx(model: EfficientPose, path: str | os.PathLike, *, dynamic_batch: bool = False,
@@ -47,30 +46,24 @@ def export_onnx(model: EfficientPose, path: str | os.PathLike, *, dynamic_batch:
     return Path(path)
 
 
-def quantize_int8(onnx_path: str | os.PathLike, output: str | os.PathLike, calibration: list[np.ndarray]) -> Path:
-    """Static int8 quantisation (QDQ, per-channel weights) calibrated on real normalised inputs (N, 3, R, R)."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+def export_openvino(model: str, weights: str | os.PathLike | None, output: str | os.PathLike, precision: str,
+                    estimator: PoseEstimator | None = None) -> Path:
+    """OpenVINO IR (.xml + .bin) of ``model`` up to its R/8 heatmaps, as the runtimes run it; atomic. int8 is
+    ``estimator``'s quantised model; fp32 and bf16 are the fp32 network with the precision OpenVINO should run it
+    in recorded in the file (OpenVINO's own default on CPUs with bf16 would be bf16)."""
+    import openvino as ov
 
-    class _Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._items = iter(calibration)
+    from efficientpose.inference.runtime.quantize import save_ir
+    from efficientpose.weights.hub import load_model
 
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            item = next(self._items, None)
-            return None if item is None else {"image": item.astype(np.float32)}
-
-    with atomic_path(output) as temp:
-        quantize_static(str(onnx_path), str(temp), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    return Path(output)
-
-
-def calibration_batches(folder: Path | None, model: EfficientPose, limit: int = 64) -> list[np.ndarray]:
-    """Up to ``limit`` images from ``folder``, letterboxed and normalised for ``model``, one (1, 3, R, R) each."""
-    if folder is None:
-        raise UsageError("--int8 needs --calibration DIR, a folder of real images to calibrate on")
-    items = [i.path for i in expand_inputs([folder]).items if i.kind == "image"][:limit]
-    if not items:
-        raise UsageError(f"{folder}: no images to calibrate on")
-    norm = model.variant.normalization
-    return [to_input(letterbox(read_image(p), model.input_size)[0], norm) for p in items]
+    if precision == "int8":
+        if estimator is None or estimator.precision != "int8":
+            raise UsageError("an int8 export needs an int8 PoseEstimator")
+        ir = ov.Core().read_model(str(estimator.runner.path))
+    else:
+        with tempfile.TemporaryDirectory(prefix="efficientpose-export-") as tmp:
+            onnx = export_onnx(load_model(model, weights=weights), Path(tmp) / "model.onnx", dynamic_batch=True,
+                               low_resolution=True)
+            ir = ov.Core().read_model(str(onnx))
+        ir.set_rt_info("bf16" if precision == "bf16" else "f32", ["runtime_options", "INFERENCE_PRECISION_HINT"])
+    return save_ir(ir, Path(output))

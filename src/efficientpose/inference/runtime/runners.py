@@ -5,6 +5,7 @@ left to whoever needs full-resolution maps.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -15,6 +16,10 @@ if TYPE_CHECKING:
 
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
+#: Inference precisions; bf16 and int8 run on OpenVINO only (its inference-precision setting; NNCF's int8 models).
+PRECISIONS = ("fp32", "bf16", "int8")
+
+log = logging.getLogger(__name__)
 
 
 class Runner(Protocol):
@@ -77,22 +82,26 @@ class OpenVinoRunner:
 
     name = "openvino"
 
-    def __init__(self, onnx_path: Path, threads: int | None = None) -> None:
+    def __init__(self, model_path: Path, threads: int | None = None, precision: str = "fp32") -> None:
         import openvino as ov
 
         self._queue_type = ov.AsyncInferQueue
         self._core = ov.Core()
-        self._model = self._core.read_model(str(onnx_path))
+        self.path = Path(model_path)  #: the ONNX export, or the OpenVINO IR of an int8 model
+        self._model = self._core.read_model(str(model_path))
         shape = self._model.input(0).get_partial_shape()
         shape[0] = 1  # every request holds one image: static shapes compile to faster kernels
         self._model.reshape(shape)
         self._threads = threads
+        #: what runs: "fp32", "bf16" (where the CPU has it) or "int8" (an int8 model, its other layers in fp32)
+        self.precision = "fp32" if precision == "bf16" and not bf16_supported(self._core) else precision
         self._latency = self._compile("LATENCY")
         self._queue = None  # the throughput streams, compiled on the first batch of more than one image
 
     def _compile(self, hint: str):  # noqa: ANN202 - an openvino.CompiledModel
-        # f32: on CPUs with bf16 support OpenVINO would otherwise infer in bf16 and move keypoints by pixels.
-        config: dict = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": hint}
+        # Always explicit: on CPUs with bf16 support OpenVINO's default is bf16, which moves keypoints by pixels.
+        config: dict = {"INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bf16" else "f32",
+                        "PERFORMANCE_HINT": hint}
         if self._threads:
             config["INFERENCE_NUM_THREADS"] = self._threads
         return self._core.compile_model(self._model, "CPU", config)
@@ -114,3 +123,16 @@ class OpenVinoRunner:
             self._queue.start_async({0: x[i:i + 1]}, i)
         self._queue.wait_all()
         return np.concatenate(out)
+
+
+def cpu_capabilities(core) -> list[str]:  # noqa: ANN001 - an openvino.Core
+    """OpenVINO's optimisation capabilities of this CPU (e.g. FP32, BF16, INT8)."""
+    return list(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
+def bf16_supported(core) -> bool:  # noqa: ANN001 - an openvino.Core
+    """Whether this CPU runs bf16 natively (AVX-512 BF16 or AMX); if not, says so in one line."""
+    if "BF16" in cpu_capabilities(core):
+        return True
+    log.warning("bf16: this CPU has no bf16 support (AVX-512 BF16 or AMX); running fp32")
+    return False

@@ -18,10 +18,18 @@ import numpy as np
 
 from efficientpose.errors import UsageError
 from efficientpose.inference.runtime.cache import CachedExport, cached_export, export_for, export_path, model_identity
-from efficientpose.inference.runtime.runners import BACKENDS, OnnxRuntimeRunner, OpenVinoRunner, Runner, TorchRunner
+from efficientpose.inference.runtime.runners import (
+    BACKENDS,
+    PRECISIONS,
+    OnnxRuntimeRunner,
+    OpenVinoRunner,
+    Runner,
+    TorchRunner,
+)
 from efficientpose.io.atomic import atomic_write_text
 
 if TYPE_CHECKING:
+    from efficientpose.inference.runtime.quantize import QuantizedModel
     from efficientpose.models.efficientpose import EfficientPose
 
 
@@ -42,23 +50,60 @@ def _check_backend(backend: str) -> None:
         raise UsageError(f"backend {backend!r} is not installed: pip install 'efficientpose[{extra}]'")
 
 
-def onnx_runner(backend: str, onnx: Path, threads: int | None = None) -> Runner:
-    return OnnxRuntimeRunner(onnx, threads) if backend == "onnxruntime" else OpenVinoRunner(onnx, threads)
+def precision_backend(backend: str, precision: str) -> str:
+    """The backend to use for ``precision``: bf16 and int8 run on OpenVINO (its inference-precision setting,
+    NNCF's int8 models), so ``auto`` means OpenVINO there and any other backend is refused in one line."""
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return backend
+    if backend not in ("auto", "openvino"):
+        raise UsageError(f"--precision {precision} runs on OpenVINO only (--backend openvino or auto), "
+                         f"not on {backend}")
+    _check_backend("openvino")
+    return "openvino"
+
+
+def onnx_runner(backend: str, onnx: Path, threads: int | None = None, precision: str = "fp32") -> Runner:
+    return OnnxRuntimeRunner(onnx, threads) if backend == "onnxruntime" else OpenVinoRunner(onnx, threads, precision)
 
 
 def make_runner(backend: str, model: EfficientPose, cache: Path, threads: int | None = None,
-                identity: str | None = None) -> Runner:
-    """Build one named backend; a missing runtime gives a UsageError saying which extra to install."""
+                identity: str | None = None, precision: str = "fp32",
+                calibration: str | os.PathLike | None = None) -> Runner:
+    """Build one named backend; a missing runtime gives a UsageError saying which extra to install. bf16 and
+    int8 (quantised on first use, calibrated on ``calibration``) need OpenVINO (:func:`precision_backend`)."""
+    backend = precision_backend(backend, precision)
     _check_backend(backend)
     if backend == "torch":
         return TorchRunner(model)
-    return onnx_runner(backend, export_for(model, cache, identity).onnx, threads)
+    if precision == "int8":
+        from efficientpose.inference.runtime.quantize import int8_for
+
+        return OpenVinoRunner(int8_for(model, cache, identity or model_identity(model), calibration).path, threads,
+                              "int8")
+    return onnx_runner(backend, export_for(model, cache, identity).onnx, threads, precision)
 
 
-def cached_runner(identity: str, backend: str, cache: Path,
-                  threads: int | None = None) -> tuple[Runner, CachedExport] | None:
-    """An ONNX Runtime or OpenVINO runner over a cached export, built without torch; None when there is no such
-    export, the backend is torch, or ``auto`` has not chosen yet (the caller then builds the network)."""
+def cached_runner(identity: str, backend: str, cache: Path, threads: int | None = None, precision: str = "fp32",
+                  calibration: str | os.PathLike | None = None
+                  ) -> tuple[Runner, CachedExport | QuantizedModel] | None:
+    """An ONNX Runtime or OpenVINO runner over a cached export (or cached int8 model), built without torch; None
+    when there is no such file, the backend is torch, or ``auto`` has not chosen yet (the caller then builds the
+    network)."""
+    backend = precision_backend(backend, precision)
+    if precision == "int8":
+        from efficientpose.inference.runtime.quantize import cached_int8
+
+        entry = cached_int8(cache, identity, calibration)
+        if entry is None:
+            return None
+        try:
+            return OpenVinoRunner(entry.path, threads, "int8"), entry
+        except Exception as exc:  # noqa: BLE001 - a damaged model of any kind is quantised again
+            log.warning("ignoring the unreadable cached int8 model %s (%s)", entry.path, _first_line(exc))
+            entry.path.unlink(missing_ok=True)
+            return None
     if backend == "auto":
         backend = _read_choices(cache).get(_choice_key(identity, threads), "")
         if backend not in ("onnxruntime", "openvino") or not available(backend):
@@ -71,7 +116,7 @@ def cached_runner(identity: str, backend: str, cache: Path,
     if entry is None:
         return None
     try:
-        return onnx_runner(backend, entry.onnx, threads), entry
+        return onnx_runner(backend, entry.onnx, threads, precision), entry
     except Exception as exc:  # noqa: BLE001 - a damaged export of any kind is exported again
         log.warning("ignoring the unreadable cached export %s (%s)", entry.onnx, _first_line(exc))
         entry.onnx.unlink(missing_ok=True)
