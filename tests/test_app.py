@@ -279,7 +279,7 @@ def test_bad_upload_message_on_the_page(tmp_path: Path, browser) -> None:
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     folder = tmp_path_factory.mktemp("clips")
     return {"short": figure_video(folder / "short.mp4", seconds=3, fps=10).read_bytes(),
-            "long": figure_video(folder / "long.mp4", seconds=90, fps=10).read_bytes()}
+            "long": figure_video(folder / "long.mp4", seconds=120, fps=30).read_bytes()}  # runs well past 10 s
 
 
 def _rows(data: Path) -> dict[str, tuple]:
