@@ -48,6 +48,7 @@ def run_measured(argv: list[str], tmp_path: Path) -> tuple[int, str, float]:
 
 
 @pytest.mark.slow
+@pytest.mark.fresh_process  # late in a full run, pytest itself died with SIGSEGV during this test (twice)
 def test_predict_stays_under_1_5_gb_on_thin_and_giant_inputs(data_dir: Path, tmp_path: Path) -> None:
     inputs = tmp_path / "in"
     inputs.mkdir()

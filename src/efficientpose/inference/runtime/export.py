@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from efficientpose.errors import UsageError
-from efficientpose.io.atomic import atomic_path
+from efficientpose.io.atomic import atomic_path, replace_atomically
 from efficientpose.models.efficientpose import EfficientPose, LowResolution
 from efficientpose.models.fuse import optimize_for_inference
 
@@ -53,7 +54,6 @@ def export_openvino(model: str, weights: str | os.PathLike | None, output: str |
     in recorded in the file (OpenVINO's own default on CPUs with bf16 would be bf16)."""
     import openvino as ov
 
-    from efficientpose.inference.runtime.quantize import save_ir
     from efficientpose.weights.hub import load_model
 
     if precision == "int8":
@@ -67,3 +67,18 @@ def export_openvino(model: str, weights: str | os.PathLike | None, output: str |
             ir = ov.Core().read_model(str(onnx))
         ir.set_rt_info("bf16" if precision == "bf16" else "f32", ["runtime_options", "INFERENCE_PRECISION_HINT"])
     return save_ir(ir, Path(output))
+
+
+def save_ir(model, output: Path) -> Path:  # noqa: ANN001 - an openvino.Model
+    """Write OpenVINO IR ``output`` (.xml) and its .bin atomically: the .bin first, so a present .xml is whole."""
+    import openvino as ov
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{output.stem}.", dir=output.parent))
+    try:
+        ov.save_model(model, str(scratch / "model.xml"), compress_to_fp16=False)
+        replace_atomically(scratch / "model.bin", output.with_suffix(".bin"))
+        replace_atomically(scratch / "model.xml", output)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return output

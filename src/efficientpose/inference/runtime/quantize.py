@@ -11,8 +11,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from efficientpose.errors import EfficientPoseError, UsageError
-from efficientpose.io.atomic import atomic_write_text, replace_atomically
+from efficientpose.io.atomic import atomic_write_text
 from efficientpose.weights.files import sha256
 
 if TYPE_CHECKING:
@@ -190,19 +188,6 @@ def quantize(onnx: Path, files: list[Path], variant: Variant, output: Path) -> P
                               advanced_parameters=AdvancedQuantizationParameters(overflow_fix=overflow))
     # The layers left in floating point run in fp32, not in the CPU's default bf16.
     quantized.set_rt_info("f32", ["runtime_options", "INFERENCE_PRECISION_HINT"])
+    from efficientpose.inference.runtime.export import save_ir
+
     return save_ir(quantized, output)
-
-
-def save_ir(model, output: Path) -> Path:  # noqa: ANN001 - an openvino.Model
-    """Write OpenVINO IR ``output`` (.xml) and its .bin atomically: the .bin first, so a present .xml is whole."""
-    import openvino as ov
-
-    output.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{output.stem}.", dir=output.parent))
-    try:
-        ov.save_model(model, str(scratch / "model.xml"), compress_to_fp16=False)
-        replace_atomically(scratch / "model.bin", output.with_suffix(".bin"))
-        replace_atomically(scratch / "model.xml", output)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return output
