@@ -92,7 +92,7 @@ def model_latency(names: list[str], rounds: int, threads: int) -> list[dict]:
         tfl = TFLiteModel(Path(os.environ["EFFICIENTPOSE_WEIGHTS_DIR"]) / "tflite" / f"{TFLITE[name]}.tflite",
                           num_threads=threads)
         r = model.input_size
-        mode = model.variant.normalization
+        mode = model.variant.normalization.name
         from efficientpose.io.images import read_image
 
         real = np.stack([authors_preprocess(read_image(p), r, mode) for p in images(8)]).astype(np.float32)

@@ -217,7 +217,8 @@ def predict_video(path: Path, estimator: PoseEstimator, options: PredictOptions,
                 raise input_error(path, f"no annotated copy can be written ({exc}); run it without --draw") from exc
             raise
     bar = _bar(reader.frame_count, path.name, options.progress)
-    with bar, writer, drawn if drawn is not None else contextlib.nullcontext():  # committed whole, or not at all
+    # committed whole or not at all; the predictions first, so a failed annotated copy never costs them
+    with bar, drawn if drawn is not None else contextlib.nullcontext(), writer:
         for frame, pose in track(prefetch(reader), estimator, batch_size=options.batch_size, roi=options.roi,
                                  smooth=options.smoothing if options.smooth else None, threshold=options.threshold):
             writer.add(frame.index, frame.time, pose)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from efficientpose.errors import input_error
+from efficientpose.errors import InputError, input_error
 from efficientpose.io import PathLike
 from efficientpose.io.atomic import AtomicFile, CloseOrAbort, named_os_error
 from efficientpose.pose import Pose, json_number
@@ -253,6 +253,8 @@ def load_json(path: PathLike) -> Any:
                                     f"predictions file")
         with open(path, encoding="utf-8") as f:
             return json.load(f)
+    except InputError:  # ours, above (a ValueError too)
+        raise
     except FileNotFoundError as exc:
         raise input_error(path, "no such file") from exc
     except json.JSONDecodeError as exc:

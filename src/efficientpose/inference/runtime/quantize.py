@@ -153,10 +153,10 @@ def calibration_inputs(files: list[Path], variant: Variant) -> list[np.ndarray]:
     """Each calibration image as the estimator feeds it: letterboxed, normalised, (1, 3, R, R); unreadable
     files are skipped with one line each."""
     from efficientpose.codec.geometry import letterbox
-    from efficientpose.codec.normalize import TF_MODE, TORCH_MODE, to_input
+    from efficientpose.codec.normalize import to_input
     from efficientpose.io.images import read_image
 
-    norm = TORCH_MODE if variant.normalization == "torch" else TF_MODE
+    norm = variant.normalization
     inputs = []
     for path in files:
         try:
