@@ -201,6 +201,7 @@ def command(*argv: str) -> list[str]:
     return [sys.executable, "-m", "efficientpose", *argv]
 
 
+@pytest.mark.fresh_process  # late in a full run, pytest itself died with SIGSEGV during this test (three times)
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
 def test_a_signal_midway_stops_cleanly(sig: int, code: int, word: str, photo: np.ndarray, tmp_path: Path) -> None:
     clip = write_clip(tmp_path / "long.avi", [np.roll(photo, i, axis=1) for i in range(400)], fps=25.0)
