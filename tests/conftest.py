@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,11 @@ import pytest
 SHARED = Path(os.environ.get("EFFICIENTPOSE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 DATA = SHARED / "data"
 WEIGHTS_DIR = SHARED / "weights" / "efficientpose"
+
+# Child processes are forked, not vforked. Late in a full run pytest itself died with SIGSEGV right after a vfork
+# (gdb: "Detaching after vfork from child process", then SIGSEGV in the parent's close()), five times, each time at
+# a test that starts a child; with fork the child never runs on the parent's stack.
+subprocess._USE_VFORK = False
 
 # The product's weight resolution reads this folder (laid out like the authors' models/ folder).
 os.environ.setdefault("EFFICIENTPOSE_WEIGHTS_DIR", str(WEIGHTS_DIR))
