@@ -218,6 +218,7 @@ def test_a_signal_midway_stops_cleanly(sig: int, code: int, word: str, photo: np
     assert list(out.iterdir()) == []  # nothing partial, no temporary file
 
 
+@pytest.mark.fresh_process  # late in a full run, pytest died with SIGSEGV here too (twice)
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupt_while_starting_gives_no_traceback(sig: int, data_dir: Path, tmp_path: Path) -> None:
     image = data_dir / "lsp" / "images" / "im0001.jpg"

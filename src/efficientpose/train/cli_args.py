@@ -133,12 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``efficientpose train``; exit code 0, 1 (run error) or 2 (usage error)."""
     argv = sys.argv[1:] if argv is None else argv
     rank = int(os.environ.get("RANK", "0"))
+    logger, handler = logging.getLogger("efficientpose.train"), logging.StreamHandler(sys.stderr)
     try:
         config = config_from_args(argv)
         if rank == 0:
-            handler = logging.StreamHandler(sys.stderr)
             handler.setFormatter(logging.Formatter("%(message)s"))
-            logger = logging.getLogger("efficientpose.train")
             logger.addHandler(handler)
             logger.setLevel(logging.INFO)
         from efficientpose.train.loop import train
@@ -151,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from efficientpose.interrupts import interrupted
 
         return interrupted(exc)
+    finally:
+        logger.removeHandler(handler)  # a caller that runs this in-process keeps no handler on a stale stream
     if rank == 0:
         print(_summary(result))
         if result.metrics:
