@@ -28,6 +28,10 @@ from efficientpose.io.video import VideoReader, VideoWriter
 from efficientpose.pose import Pose
 from efficientpose.skeleton import KEYPOINTS
 
+# The whole module runs first, in a fresh pytest process: late in a full run pytest itself died with SIGSEGV
+# (exit 139) at whichever of these tests started a child process next (six times; see tests/conftest.py).
+pytestmark = pytest.mark.fresh_process
+
 BACKEND = ["--backend", "onnxruntime"]
 
 
@@ -201,7 +205,6 @@ def command(*argv: str) -> list[str]:
     return [sys.executable, "-m", "efficientpose", *argv]
 
 
-@pytest.mark.fresh_process  # late in a full run, pytest itself died with SIGSEGV during this test (three times)
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
 def test_a_signal_midway_stops_cleanly(sig: int, code: int, word: str, photo: np.ndarray, tmp_path: Path) -> None:
     clip = write_clip(tmp_path / "long.avi", [np.roll(photo, i, axis=1) for i in range(400)], fps=25.0)
@@ -218,7 +221,6 @@ def test_a_signal_midway_stops_cleanly(sig: int, code: int, word: str, photo: np
     assert list(out.iterdir()) == []  # nothing partial, no temporary file
 
 
-@pytest.mark.fresh_process  # late in a full run, pytest died with SIGSEGV here too (twice)
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupt_while_starting_gives_no_traceback(sig: int, data_dir: Path, tmp_path: Path) -> None:
     image = data_dir / "lsp" / "images" / "im0001.jpg"
