@@ -291,7 +291,7 @@ def test_unreadable_images_and_bad_annotations_are_skipped(lsp: Path, tmp_path: 
                Sample(good[0].image, LSP_KEYPOINTS, nan_joints, good[0].annotated, good[0].visible,
                       good[0].norm_size, id="nan"),
                good[1]]
-    monkeypatch.setattr(train_loop, "load_samples", lambda *args, **kwargs: samples)
+    monkeypatch.setattr(train_loop, "training_samples", lambda *args, **kwargs: samples)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = train(small(lsp, tmp_path / "run", batch_size=1, max_steps=3))
