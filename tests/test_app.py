@@ -21,6 +21,9 @@ from test_analysis_report import CHROMIUM, CHROMIUM_ARGS
 
 from efficientpose.outputs import video_csv_header
 
+# The jobs run the real RT model, whose weights come from ../shared (a data-free run would wait on them).
+pytestmark = pytest.mark.data
+
 pytest.importorskip("starlette", reason="the app extra is not installed (pip install 'efficientpose[app]')")
 pytest.importorskip("av", reason="the app extra is not installed (pip install 'efficientpose[app]')")
 
