@@ -129,15 +129,26 @@ def test_other_backends_refuse_reduced_precision(backend, capsys):
     assert len(err) == 1 and "OpenVINO only" in err[0]
 
 
-def test_bf16_where_supported_else_fp32_said_once(monkeypatch, caplog):
+def test_bf16_where_supported_else_fp32_said_once(monkeypatch, caplog, tmp_path):
     import openvino as ov
+    import torch
 
-    assert PoseEstimator("rt").precision == "fp32"  # auto never picks a reduced precision by itself
+    from efficientpose.models.efficientpose import EfficientPose
+    from efficientpose.models.variants import VARIANTS
+    from efficientpose.weights.store import model_metadata, save_weights
+
+    torch.manual_seed(0)  # random weights: the choice of precision does not depend on them (no ../shared needed)
+    model = EfficientPose(VARIANTS["rt"])
+    weights = tmp_path / "rt-random.safetensors"
+    save_weights(weights, model.state_dict(), model_metadata(model, source="random"))
+    monkeypatch.setenv("EFFICIENTPOSE_HOME", str(tmp_path / "home"))
+
+    assert PoseEstimator("rt", weights=weights).precision == "fp32"  # auto never picks a reduced precision itself
     has_bf16 = "BF16" in runners.cpu_capabilities(ov.Core())
-    assert PoseEstimator("rt", precision="bf16").precision == ("bf16" if has_bf16 else "fp32")
+    assert PoseEstimator("rt", weights=weights, precision="bf16").precision == ("bf16" if has_bf16 else "fp32")
     monkeypatch.setattr(runners, "cpu_capabilities", lambda core: ["FP32", "INT8"])  # a CPU without bf16
     with caplog.at_level(logging.WARNING):
-        est = PoseEstimator("rt", precision="bf16")
+        est = PoseEstimator("rt", weights=weights, precision="bf16")
     assert est.precision == "fp32"
     said = [r.getMessage() for r in caplog.records if "bf16" in r.getMessage()]
     assert said == ["bf16: this CPU has no bf16 support (AVX-512 BF16 or AMX); running fp32"]
