@@ -30,7 +30,9 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_model_args(p: argparse.ArgumentParser, default: str = "rt") -> None:
     p.add_argument("--model", default=default, help="variant: rt, i, ii, iii, iv, rt-lite, i-lite, ii-lite")
-    p.add_argument("--weights", type=Path, help="weight file (.safetensors, .h5 or .tflite) instead of the default")
+    p.add_argument("--weights", type=Path,
+                   help="weight file (.safetensors, .h5 or .tflite) instead of the authors' weights, or named weights: "
+                        "lsp (RT fine-tuned on LSP sports images; research use only, see docs/weights.md)")
     p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
                    help="fp32 (default); bf16 or int8 run on OpenVINO (int8: NNCF, calibrated once, cached)")
     p.add_argument("--calibration", type=Path, metavar="DIR",

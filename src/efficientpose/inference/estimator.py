@@ -21,7 +21,7 @@ from PIL import Image
 from efficientpose.codec.geometry import Letterbox, letterbox_crop
 from efficientpose.codec.heatmap import DECODERS, HeatmapCodec, flip_merge, upsample_x8
 from efficientpose.codec.normalize import Normalization, to_input
-from efficientpose.errors import UsageError
+from efficientpose.errors import UsageError, WeightsError
 from efficientpose.inference.runtime.cache import CachedExport, cache_dir, file_identity, read_export
 from efficientpose.inference.runtime.runners import Runner
 from efficientpose.inference.runtime.select import (
@@ -243,5 +243,8 @@ def _identity(model: str | EfficientPose, weights: str | os.PathLike | None) -> 
     if not isinstance(model, str):
         return None
     variant = get_variant(model)
-    source = Path(weights) if weights is not None else local_weights(variant)
-    return file_identity(variant.name, source) if source is not None and source.is_file() else None
+    try:
+        source = local_weights(variant, weights)
+    except WeightsError:
+        return None  # loading the weights says what is wrong
+    return file_identity(variant.name, source) if source is not None else None

@@ -50,13 +50,22 @@ AUTHORS_BASE_URL = f"https://raw.githubusercontent.com/{AUTHORS_REPO}/{AUTHORS_C
 
 @dataclass(frozen=True)
 class WeightFile:
-    """One published weight file (a torchvision-style weights entry): its path relative to a weights folder (the
-    authors' ``models/`` layout, or e.g. ``mediapipe/pose_detection.tflite``), its pinned SHA-256 (None where the
-    file was not available to pin, so it is never downloaded unverified) and where it is published."""
+    """One weight file (a torchvision-style weights entry): its path relative to a weights folder (the authors'
+    ``models/`` layout, or e.g. ``mediapipe/pose_detection.tflite``), its pinned SHA-256 (None where the file was
+    not available to pin, so it is never downloaded unverified), where it is published and under which terms.
+
+    A ``packaged`` file ships inside the package (``efficientpose/weights/data/<relpath>``, never downloaded) and
+    carries what torchvision's entries do besides: the input normalisation it expects, its training recipe and
+    its measured metrics."""
 
     relpath: str
     sha256: str | None
     base_url: str = AUTHORS_BASE_URL
+    license: str = "Apache-2.0"  #: the terms the weights are used under
+    packaged: bool = False
+    normalization: str = ""  #: the input normalisation the weights expect ("torch" or "tf"; "" = the variant's)
+    recipe: str = ""  #: how they were made (data, teacher, schedule; the model card has the command)
+    metrics: dict[str, float] = field(default_factory=dict, hash=False, compare=False)  #: measured, model card
 
     @property
     def url(self) -> str:
@@ -77,6 +86,7 @@ class Variant:
     files: tuple[WeightFile, ...]  #: preferred first (fp32 .h5 before fp16 .tflite)
     published: dict[str, float] = field(default_factory=dict)  #: authors' reported MPII val metrics
     keypoints: tuple[str, ...] = KEYPOINTS
+    named: dict[str, WeightFile] = field(default_factory=dict)  #: other weights by name (``weights="lsp"``)
 
     @property
     def width(self) -> int:
@@ -114,6 +124,22 @@ def _files(stem: str, h5: str | None, tflite: str | None) -> tuple[WeightFile, .
     return WeightFile(f"keras/{stem}.h5", h5), WeightFile(f"tflite/{stem}.tflite", tflite)
 
 
+#: Our RT for LSP-style sports images (issue 18, docs/weights.md), fp16 in the package. Its sha256 and metrics are
+#: pinned by ``python -m efficientpose.train.ship RUN_DIR``, which wrote the file and measured it.
+RT_LSP = WeightFile(
+    "rt-lsp.safetensors",
+    sha256="d4fadcbeb3f00cfcb33461dd05a85ace7f78f4b14f7ea2b2f366b3e3e4072a93",
+    base_url="",
+    license="research use only: trained on LSP and LSP-extended, whose terms allow research use only; these "
+            "weights inherit that restriction (unlike the authors' Apache-2.0 weights)",
+    packaged=True,
+    normalization="torch",
+    recipe="the authors' RT fine-tuned on LSP-extended + LSP im0001-0500 (configs/rt-lsp.toml), unlabelled "
+           "joints, thorax and pelvis filled by the authors' II where its score >= 0.5, EMA weights chosen on "
+           "LSP im0501-1000 (lsp split train-b)",
+    metrics={"step": 1000, "lsp/train-b PCK@0.2": 83.7, "lsp/train-b PCK@0.1": 67.23},
+)
+
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
@@ -122,7 +148,7 @@ VARIANTS: dict[str, Variant] = {
             backbone=_b("efficientnet-b0", 32, (16, 1, 1, 3, 1), (24, 2, 6, 3, 2), (40, 2, 6, 5, 2)), low_res=None,
             files=_files("EfficientPoseRT", "508943cfdeb1d102d69aff4280b805c023585b0d9ae530344fb4c4fad3a175f1",
                          "baf3da751c55517b7072a13f37ad5ce89d2dee813a7f0038ce90a7c8776d63b7"),
-            published={"pckh50": 82.9, "pckh10": 23.6},
+            published={"pckh50": 82.9, "pckh10": 23.6}, named={"lsp": RT_LSP},
         ),
         Variant(
             name="i", title="I", input_size=256, blocks_per_pass=1, lite=False,

@@ -1,5 +1,6 @@
-"""Where weights come from, in order: an explicit file, the converted cache, ``$EFFICIENTPOSE_WEIGHTS_DIR`` (laid
-out like the authors' ``models/`` folder), then a checksummed download from the authors' repository.
+"""Where weights come from, in order: an explicit file or named weights shipped in the package (``"lsp"``), the
+converted cache, ``$EFFICIENTPOSE_WEIGHTS_DIR`` (laid out like the authors' ``models/`` folder), then a checksummed
+download from the authors' repository.
 
 Converted weights are cached as safetensors in ``$EFFICIENTPOSE_HOME`` (default ``~/.cache/efficientpose``).
 Nothing is ever unpickled.
@@ -72,11 +73,13 @@ def _load_safetensors(model: EfficientPose, path: Path) -> dict[str, torch.Tenso
 
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a safetensors file (never unpickled); WeightsError if it is corrupt."""
+    """The tensors of a safetensors file (never unpickled), floating point ones as float32 (the shipped fp16
+    weights run in fp32); WeightsError if it is corrupt."""
     try:
-        return load_file(str(path))
+        state = load_file(str(path))
     except (SafetensorError, OSError) as exc:
         raise WeightsError(f"{path}: corrupt safetensors file ({str(exc).splitlines()[0]})") from None
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
 def check_state_dict(model: EfficientPose, state: dict[str, torch.Tensor], source: object, *,
@@ -122,7 +125,7 @@ def resolve_state_dict(model: EfficientPose, weights: str | os.PathLike | None =
     if nowhere. An unusable cache file is deleted (with a warning) and the search goes on."""
     variant = model.variant
     find = {"cached": cache_path(variant), "what": f"EfficientPose {variant.title}"}
-    source = find_weights(variant.files, explicit=weights, **find)
+    source = find_weights(variant.files, explicit=weights, named=variant.named, **find)
     if source.origin == "cache":
         try:
             return _load_safetensors(model, source.path)
@@ -130,7 +133,7 @@ def resolve_state_dict(model: EfficientPose, weights: str | os.PathLike | None =
             log.warning("ignoring unusable cache file: %s", exc)
             source.path.unlink(missing_ok=True)
             source = find_weights(variant.files, **find)
-    if source.file is None:
+    if source.file is None or source.file.packaged:
         return convert_file(model, source.path)
     return _cache(model, source.path, source.file)
 

@@ -1,0 +1,162 @@
+"""Named weights shipped in the package (``weights="lsp"``, issue 18): they resolve offline from the package, their
+pinned checksum is verified on every load, a corrupted copy is refused with one line, an existing file of the same
+name wins with a warning, and the shipped file scores what the model card says on the validation split."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers_cli import run_cli
+from PIL import Image
+from safetensors.torch import load_file
+
+from efficientpose.errors import WeightsError
+from efficientpose.inference.estimator import PoseEstimator
+from efficientpose.models.variants import VARIANTS, get_variant
+from efficientpose.weights import files
+from efficientpose.weights.files import find_weights, packaged_path, sha256
+from efficientpose.weights.hub import load_model
+from efficientpose.weights.store import read_metadata
+
+RT = get_variant("rt")
+LSP = RT.named["lsp"]
+CARD = Path(__file__).resolve().parents[1] / "docs" / "weights.md"
+
+
+@pytest.fixture(autouse=True)
+def _offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No authors' weights anywhere, an empty cache, and downloads to a closed port: only the package is left."""
+    monkeypatch.setenv("EFFICIENTPOSE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("EFFICIENTPOSE_WEIGHTS_DIR", str(tmp_path / "no-weights-here"))
+    monkeypatch.setenv("EFFICIENTPOSE_WEIGHTS_URL", "http://127.0.0.1:9/no-network-in-tests")
+
+
+def test_the_entry_carries_file_checksum_terms_preprocessing_and_metrics() -> None:
+    path = packaged_path(LSP)
+    assert LSP.packaged and path.is_file()
+    assert sha256(path) == LSP.sha256  # the pin matches the file that ships
+    assert path.stat().st_size <= 5e6
+    assert sum(p.stat().st_size for p in path.parent.glob("*.safetensors")) <= 20e6
+    assert "research use only" in LSP.license and "Apache-2.0" in LSP.license
+    assert LSP.normalization == RT.normalization.name == "torch"
+    meta = read_metadata(path)
+    assert meta["variant"] == "rt" and json.loads(meta["keypoints"]) == list(RT.keypoints)
+    assert meta["dtype"] == "float16" and "research use only" in meta["license"]
+    assert int(meta["step"]) == LSP.metrics["step"]
+    assert {"lsp/train-b PCK@0.2", "lsp/train-b PCK@0.1"} <= set(LSP.metrics)
+
+
+def test_the_model_card_states_the_pinned_figures_and_checksum() -> None:
+    block = CARD.read_text(encoding="utf-8").split("<!-- ship:figures")[1].split("<!-- /ship:figures -->")[0]
+    assert LSP.sha256 in block and f"step {LSP.metrics['step']} " in block
+    for alpha in ("0.2", "0.1"):
+        row = next(line for line in block.splitlines() if f"validation), PCK@{alpha} |" in line)
+        assert f"**{LSP.metrics[f'lsp/train-b PCK@{alpha}']:.2f}**" in row
+
+
+def test_named_weights_resolve_offline_from_the_package_as_fp32() -> None:
+    source = find_weights(RT.files, explicit="lsp", named=RT.named)
+    assert source.origin == "packaged" and source.path == packaged_path(LSP) and source.file is LSP
+    model = load_model("rt", weights="lsp")
+    state = model.state_dict()
+    shipped = load_file(str(packaged_path(LSP)))
+    assert all(v.dtype == torch.float16 for v in shipped.values() if v.is_floating_point())
+    for key, value in shipped.items():
+        assert state[key].dtype == torch.float32
+        assert torch.equal(state[key], value.float()), key
+    authors_free = [k for k in state if k not in shipped]
+    assert all(k.endswith("num_batches_tracked") for k in authors_free)
+
+
+def test_predict_and_the_command_line_take_the_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(0)
+    photo = tmp_path / "noise.png"
+    Image.fromarray(rng.integers(0, 255, (240, 180, 3), dtype=np.uint8)).save(photo)
+    pose = PoseEstimator("rt", weights="lsp", backend="torch").predict(photo)
+    assert pose.xy.shape == (16, 2) and np.isfinite(pose.xy).all()
+    code, out, err = run_cli(["predict", str(photo), "--model", "rt", "--weights", "lsp", "--backend", "torch",
+                              "--output", str(tmp_path / "out")], capsys)
+    assert code == 0, err
+    saved = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert "lsp" not in err  # no warning: there is no file called lsp here
+    assert saved
+
+
+def test_a_corrupted_copy_is_refused_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "package-data"
+    folder.mkdir()
+    copy = folder / LSP.relpath
+    data = bytearray(packaged_path(LSP).read_bytes())
+    data[-1000] ^= 0x01  # one bit of one weight: still a valid safetensors file, only the checksum can tell
+    copy.write_bytes(bytes(data))
+    monkeypatch.setattr(files, "PACKAGED", folder)
+    with pytest.raises(WeightsError, match=r"corrupted packaged weights 'lsp', refused: .*does not match the pinned"):
+        load_model("rt", weights="lsp")
+    code, out, err = run_cli(["export", "--model", "rt", "--weights", "lsp", "--output", str(tmp_path / "x.onnx")],
+                             capsys)
+    lines = err.strip().splitlines()
+    assert code != 0 and len(lines) == 1, err
+    assert lines[0].startswith("efficientpose export: error: corrupted packaged weights 'lsp', refused: ")
+    assert "does not match the pinned" in lines[0] and lines[0].endswith("; reinstall efficientpose")
+    assert not (tmp_path / "x.onnx").exists()
+    copy.unlink()
+    with pytest.raises(WeightsError, match="missing from this installation; reinstall efficientpose"):
+        load_model("rt", weights="lsp")
+
+
+def test_an_existing_file_of_that_name_wins_with_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lsp").mkdir()  # a folder is not a weight file: the name still means the packaged weights
+    assert find_weights(RT.files, explicit="lsp", named=RT.named).origin == "packaged"
+    (tmp_path / "lsp").rmdir()
+    shutil.copy(packaged_path(LSP), tmp_path / "lsp")
+    with pytest.warns(UserWarning, match=r"lsp: using this file, not the named weights 'lsp'"):
+        source = find_weights(RT.files, explicit="lsp", named=RT.named)
+    assert source.origin == "explicit" and source.path == Path("lsp")
+    with pytest.warns(UserWarning, match="not the named weights"), \
+            pytest.raises(WeightsError, match=r"^lsp: unknown weight format"):
+        load_model("rt", weights="lsp")  # the file was used (and, without a suffix, is no known format)
+
+
+def test_names_are_per_variant_and_unknown_names_are_missing_files() -> None:
+    assert [name for name, v in VARIANTS.items() if v.named] == ["rt"]
+    with pytest.raises(WeightsError, match=r"^lsp: weight file not found \(named weights 'lsp' exist for "
+                                           r"EfficientPose RT only\)"):
+        load_model("i", weights="lsp")
+    with pytest.raises(WeightsError, match=r"^mpii: weight file not found; named weights here: lsp"):
+        load_model("rt", weights="mpii")
+
+
+def test_the_shipped_file_scores_what_the_model_card_says(data_dir: Path) -> None:
+    """PCK@0.2 and @0.1 on LSP im0501-1000 (the validation split) with the torch backend on one thread, through the
+    evaluation users run, within 0.05 of the figures pinned by the ship command (and shown on the model card)."""
+    from efficientpose.data.registry import open_dataset
+    from efficientpose.evaluation.evaluate import evaluate
+    from efficientpose.evaluation.samples import predict_samples
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        samples = open_dataset("lsp", data_dir / "lsp", "train-b")
+        poses = predict_samples(samples, PoseEstimator("rt", weights="lsp", backend="torch"), progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(samples) == 500
+    for alpha in (0.2, 0.1):
+        measured = evaluate(samples, poses, alpha=alpha).mean
+        assert abs(measured - LSP.metrics[f"lsp/train-b PCK@{alpha}"]) <= 0.05, (alpha, measured)
+
+
+def test_the_card_block_is_where_the_ship_command_writes() -> None:
+    from efficientpose.train.ship import BEGIN, END
+
+    text = CARD.read_text(encoding="utf-8")
+    assert text.count(BEGIN) == 1 and text.count(END) == 1 and text.index(BEGIN) < text.index(END)
+    assert re.search(r"research use only", text, re.I)
