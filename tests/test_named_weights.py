@@ -86,6 +86,9 @@ def test_predict_and_the_command_line_take_the_name(tmp_path: Path, capsys: pyte
     saved = json.loads((tmp_path / "out" / "predictions.json").read_text())
     assert "lsp" not in err  # no warning: there is no file called lsp here
     assert saved
+    code, out, err = run_cli(["models"], capsys)
+    assert code == 0 and "named: lsp (in the package)" in next(line for line in out.splitlines()
+                                                               if line.startswith("rt "))
 
 
 def test_a_corrupted_copy_is_refused_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -160,3 +163,19 @@ def test_the_card_block_is_where_the_ship_command_writes() -> None:
     text = CARD.read_text(encoding="utf-8")
     assert text.count(BEGIN) == 1 and text.count(END) == 1 and text.index(BEGIN) < text.index(END)
     assert re.search(r"research use only", text, re.I)
+
+
+def test_the_ship_command_writes_the_same_bytes_for_the_same_weights(tmp_path: Path) -> None:
+    """safetensors orders its header by hash; the ship command sorts it, so a re-ship of unchanged weights keeps
+    the pinned SHA-256."""
+    from safetensors.torch import save
+
+    from efficientpose.train.ship import _canonical
+
+    state = {f"t{i}": torch.full((3,), float(i), dtype=torch.float16) for i in range(20)}
+    meta = {f"key{i}": str(i) for i in range(20)}
+    blobs = {_canonical(save(state, meta)) for _ in range(5)}
+    assert len(blobs) == 1
+    (tmp_path / "w.safetensors").write_bytes(blobs.pop())
+    assert read_metadata(tmp_path / "w.safetensors") == meta
+    assert torch.equal(load_file(str(tmp_path / "w.safetensors"))["t7"], state["t7"])

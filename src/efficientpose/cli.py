@@ -97,8 +97,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         params = count_parameters(model)
         flops = count_flops(model, variant.input_size)
         where = local_weights(variant)
+        named = f"; named: {', '.join(variant.named)} (in the package)" if variant.named else ""
         print(f"{name:8} {variant.input_size:>6} {params / 1e6:>9.2f}M {flops / 1e9:>8.2f}  "
-              f"{where if where else 'not available locally'}")
+              f"{where if where else 'not available locally'}{named}")
     return 0
 
 

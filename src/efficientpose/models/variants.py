@@ -128,7 +128,7 @@ def _files(stem: str, h5: str | None, tflite: str | None) -> tuple[WeightFile, .
 #: pinned by ``python -m efficientpose.train.ship RUN_DIR``, which wrote the file and measured it.
 RT_LSP = WeightFile(
     "rt-lsp.safetensors",
-    sha256="d4fadcbeb3f00cfcb33461dd05a85ace7f78f4b14f7ea2b2f366b3e3e4072a93",
+    sha256="e5757d6ea4296f8fa380e19d37004f683ddbb598b0e4332df2f289d99547a23f",
     base_url="",
     license="research use only: trained on LSP and LSP-extended, whose terms allow research use only; these "
             "weights inherit that restriction (unlike the authors' Apache-2.0 weights)",
