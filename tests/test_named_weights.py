@@ -179,3 +179,56 @@ def test_the_ship_command_writes_the_same_bytes_for_the_same_weights(tmp_path: P
     (tmp_path / "w.safetensors").write_bytes(blobs.pop())
     assert read_metadata(tmp_path / "w.safetensors") == meta
     assert torch.equal(load_file(str(tmp_path / "w.safetensors"))["t7"], state["t7"])
+
+
+def test_the_ship_command_pins_the_entry_and_redraws_the_card(tmp_path: Path) -> None:
+    """The ship command's bookkeeping on copies: the pin rewrites exactly the entry's sha256 and metrics, the hours
+    add up over resumed processes, the curve is a small PNG, and the card's block is replaced, nothing else."""
+    from efficientpose.train import ship
+
+    variants = tmp_path / "variants.py"
+    source = Path(ship.__file__).resolve().parents[1] / "models" / "variants.py"
+    shutil.copy(source, variants)
+    ship.pin(variants, LSP, "ab" * 32, {"step": 7, "lsp/train-b PCK@0.2": 1.5, "lsp/train-b PCK@0.1": 0.25})
+    old, new = source.read_text().splitlines(), variants.read_text().splitlines()
+    changed = [(a, b) for a, b in zip(old, new, strict=True) if a != b]
+    assert [b.strip() for _, b in changed] == [
+        f'sha256="{"ab" * 32}",', 'metrics={"step": 7, "lsp/train-b PCK@0.2": 1.5, "lsp/train-b PCK@0.1": 0.25},']
+
+    log = tmp_path / "log.csv"
+    header = "kind,step,epoch,lr,loss,loss_heatmaps,loss_heatmaps_1,loss_heatmaps_2,loss_pafs,grad_norm,val_pck," \
+             "val_auc,val_error,best,seconds"
+    rows = [f"train,{s},0,1e-4,{0.02 - s * 1e-6},,,,,,,,,,{t}" for s, t in ((10, 60), (20, 1800), (30, 3600))]
+    rows += ["val,30,0,,,,,,,,83.5,75,0.18,1,6.5"]  # a validation's seconds are its own duration
+    rows += [f"train,{s},0,1e-4,0.015,,,,,,,,,,{t}" for s, t in ((40, 50), (50, 1800))]  # resumed: a new clock
+    log.write_text("\n".join([header, *rows]) + "\n")
+    steps, hours = ship.run_hours(log)
+    assert steps == 50 and hours == pytest.approx(1.5)
+    ship.plot_curve(log, tmp_path / "curve.png", 81.2, 30)
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "curve.png").stat().st_size < 150_000
+
+    card = tmp_path / "card.md"
+    card.write_text(f"# title\n\n{ship.BEGIN}\nold figures\n{ship.END}\n\nafter\n")
+    ship.update_card(card, f"{ship.BEGIN}\nnew figures\n{ship.END}")
+    assert card.read_text() == f"# title\n\n{ship.BEGIN}\nnew figures\n{ship.END}\n\nafter\n"
+
+
+def test_the_ship_command_refuses_weights_of_another_model(tmp_path: Path) -> None:
+    from efficientpose.errors import UsageError
+    from efficientpose.models.efficientpose import EfficientPose
+    from efficientpose.train.ship import half_state
+    from efficientpose.weights.store import model_metadata, save_weights
+
+    lite = EfficientPose(get_variant("rt-lite"))
+    save_weights(tmp_path / "best.safetensors", lite.state_dict(), model_metadata(lite, step="5", val_pck="1"))
+    with pytest.raises(UsageError, match="not RT weights"):
+        half_state(tmp_path / "best.safetensors", "rt")
+    rt = EfficientPose(RT)
+    save_weights(tmp_path / "last.safetensors", rt.state_dict(), model_metadata(rt, step="5"))
+    with pytest.raises(UsageError, match="no validation step"):
+        half_state(tmp_path / "last.safetensors", "rt")
+    save_weights(tmp_path / "best.safetensors", rt.state_dict(), model_metadata(rt, step="5", val_pck="1"))
+    state, meta = half_state(tmp_path / "best.safetensors", "rt")
+    assert meta["step"] == "5" and not any(k.endswith("num_batches_tracked") for k in state)
+    assert {v.dtype for v in state.values()} == {torch.float16}

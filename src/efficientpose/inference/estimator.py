@@ -110,7 +110,8 @@ class PoseEstimator:
                         backend: str = "auto", flip: bool = False, decoder: str = "refined",
                         threads: int | None = None, precision: str = "fp32",
                         calibration: str | os.PathLike | None = None) -> PoseEstimator:
-        """A variant by name (weights resolved as documented, or ``weights``), or a network built in Python.
+        """A variant by name (weights resolved as documented, or ``weights``: a file, or named weights shipped in
+        the package such as ``"lsp"``, docs/weights.md), or a network built in Python.
 
         ``backend`` is "auto" (the fastest installed backend whose heatmaps match torch's, measured once per
         weights and machine and cached), "torch", "onnxruntime" or "openvino". The ONNX export is cached beside

@@ -17,8 +17,9 @@ def load_model(name: str, pretrained: bool = True, weights: WeightsArg = None, *
     """Build EfficientPose ``name`` (rt, i, ii, iii, iv, rt-lite, i-lite, ii-lite) in eval mode.
 
     With ``pretrained`` the weights are resolved as documented in :mod:`efficientpose.weights.store`; an explicit
-    ``weights`` file (.safetensors, .h5 or .tflite) always wins. A safetensors file from training carries its
-    keypoint names, so a model fine-tuned on another keypoint set comes back with the right heads.
+    ``weights`` file (.safetensors, .h5 or .tflite) always wins, and a name (``"lsp"`` for RT: the variant's
+    ``named`` entries) loads weights shipped in the package (docs/weights.md). A safetensors file from training
+    carries its keypoint names, so a model fine-tuned on another keypoint set comes back with the right heads.
     """
     from efficientpose.weights.store import read_metadata, resolve_state_dict
 
