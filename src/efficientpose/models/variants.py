@@ -128,7 +128,7 @@ def _files(stem: str, h5: str | None, tflite: str | None) -> tuple[WeightFile, .
 #: pinned by ``python -m efficientpose.train.ship RUN_DIR``, which wrote the file and measured it.
 RT_LSP = WeightFile(
     "rt-lsp.safetensors",
-    sha256="e5757d6ea4296f8fa380e19d37004f683ddbb598b0e4332df2f289d99547a23f",
+    sha256="f938b4ff645948cae45e8a12a382f1cf4cb007507fb33561e81a47ed308485cc",
     base_url="",
     license="research use only: trained on LSP and LSP-extended, whose terms allow research use only; these "
             "weights inherit that restriction (unlike the authors' Apache-2.0 weights)",
@@ -137,7 +137,7 @@ RT_LSP = WeightFile(
     recipe="the authors' RT fine-tuned on LSP-extended + LSP im0001-0500 (configs/rt-lsp.toml), unlabelled "
            "joints, thorax and pelvis filled by the authors' II where its score >= 0.5, EMA weights chosen on "
            "LSP im0501-1000 (lsp split train-b)",
-    metrics={"step": 1000, "lsp/train-b PCK@0.2": 83.7, "lsp/train-b PCK@0.1": 67.23},
+    metrics={"step": 2000, "lsp/train-b PCK@0.2": 84.41, "lsp/train-b PCK@0.1": 68.01},
 )
 
 VARIANTS: dict[str, Variant] = {
