@@ -165,7 +165,9 @@ def plot_curve(log_csv: Path, out: Path, baseline: float, shipped_step: int) -> 
         x, y = zip(*val, strict=True)
         top.plot(x, y, "o-", color="C0", label="RT, ours (EMA): validation PCK@0.2")
         best = max(val, key=lambda v: v[1])
-        top.annotate(f"shipped: step {shipped_step}", best, textcoords="offset points", xytext=(8, -14), fontsize=8)
+        top.annotate(f"shipped: step {shipped_step}", best, textcoords="offset points", xytext=(-40, 8), fontsize=8)
+    values = [v for _, v in val] + [baseline, TEACHER_TRAIN_B]
+    top.set_ylim(min(values) - 1.0, max(values) + 1.0)
     top.axhline(baseline, color="grey", linestyle="--", label=f"authors' RT: {baseline:.1f}")
     top.axhline(TEACHER_TRAIN_B, color="C3", linestyle=":", label=f"authors' II (teacher): {TEACHER_TRAIN_B:.1f}")
     top.set(ylabel="PCK@0.2 on LSP im0501-1000 (%)", title="RT fine-tuned on LSP (weights=\"lsp\")")
