@@ -238,3 +238,11 @@ def test_no_detector_anywhere_and_no_network_searches_windows(tmp_path: Path, da
     assert len(warnings) == 1 and "pose_detection.tflite" in warnings[0]
     records = _records(tmp_path / "out")
     assert len(records) == 2 and all("box" in r and "person_score" in r for r in records)
+
+
+def test_evaluate_detector_is_for_whole_images(data_dir: Path, run_cli):
+    """`evaluate --detector` scores whole images as predict sees them: datasets whose samples come with a person box
+    are refused with one usage line (before any model runs)."""
+    code, _, err = run_cli(["evaluate", "--dataset", "coco", "--root", str(data_dir / "coco"), "--split",
+                            "val2017_mini", "--detector", "auto", "--limit", "3"])
+    assert code == 2 and "--detector none" in err and len(err.strip().splitlines()) == 1, err
