@@ -64,7 +64,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     options = PredictOptions(
         output=args.output, formats=formats, draw=args.draw, smooth=args.smooth,
         smoothing=SmoothingParams(args.min_cutoff, args.beta, args.d_cutoff), batch_size=args.batch_size,
-        roi=args.roi, search=args.search, threshold=args.threshold,
+        roi=args.roi, search=args.search, threshold=args.threshold, detector=args.detector, people=args.people,
     )
     estimator = _estimator(args)
     if args.camera is not None:
@@ -145,11 +145,28 @@ def _evaluate_report(args: argparse.Namespace, samples: list, model: str | None 
         if path.suffix != ".tflite":
             raise UsageError(f"--pipeline authors needs the authors' {tflite.relpath}, not {path}")
         poses = predict_samples_authors(samples, path, variant.normalization.name)
+    elif getattr(args, "detector", "none").lower() != "none":
+        poses = _photo_path_poses(args, samples, model)
     else:
         from efficientpose.evaluation.samples import predict_samples
 
         poses = predict_samples(samples, _estimator(args, model), batch_size=args.batch_size)
     return evaluate(samples, poses, alpha=args.alpha, dataset=dataset)
+
+
+def _photo_path_poses(args: argparse.Namespace, samples: list, model: str | None) -> dict:
+    """``evaluate --detector``: each whole-image sample through predict's default photo path (the person detector,
+    the pose's confirmation, the window search), as ``predict`` writes it."""
+    from efficientpose.evaluation.samples import person_box
+    from efficientpose.predict import image_people, open_detector
+
+    if any(person_box(s) is not None for s in samples):
+        raise UsageError(f"--detector scores whole images as predict sees them; {args.dataset} samples come with a "
+                         "person box (use --detector none)")
+    estimator = _estimator(args, model)
+    detector = open_detector(args.detector, backend=estimator.backend)
+    found = image_people([Path(s.image) for s in samples], estimator, detector, batch_size=args.batch_size)
+    return {s.id: people[0] for s, (_, _, people) in zip(samples, found, strict=True)}
 
 
 def _samples(args: argparse.Namespace) -> list:
@@ -335,6 +352,9 @@ def _add_eval_args(p: argparse.ArgumentParser, dataset_required: bool) -> None:
     p.add_argument("--flip", action="store_true")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--alpha", type=float, help="threshold fraction (default 0.5 for PCKh, 0.2 for PCK)")
+    p.add_argument("--detector", default="none", metavar="FILE|auto|none",
+                   help="none (default): the benchmark protocol (whole LSP images, dataset crops); auto or FILE: "
+                        "whole images through predict's default photo path with this person detector")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -365,6 +385,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--search", action=argparse.BooleanOptionalAction, default=False,
                    help="photos: where the whole-image pose is unsure, search for a smaller person in "
                         "overlapping crops (about 20 extra passes for such a photo; default off)")
+    p.add_argument("--detector", default="auto", metavar="FILE|none",
+                   help="photos: MediaPipe's person detector (default: the cache, then "
+                        "$EFFICIENTPOSE_WEIGHTS_DIR/mediapipe/pose_detection.tflite, then a verified download; "
+                        "without one, the window search); 'none': the whole image, as the authors ran it")
+    p.add_argument("--people", metavar="all|N",
+                   help="photos: one record per person (all, or the N surest), best first, ranked by 'person'")
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                    help="score below which a keypoint is not drawn (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=8, help="images/frames per forward pass")
