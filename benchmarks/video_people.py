@@ -407,6 +407,11 @@ def main(argv: list[str] | None = None) -> int:
         print("|---|---|---|---|" + ("---|" if has_detector else "") + "---|")
         print("\n".join(rows))
         report["found"] = table
+        for name, persons in table.items():
+            if len(persons) > 1:  # which person each side's single-person output follows most
+                follows = {m: max(persons, key=lambda q, m=m: persons[q].get(m) or 0) for m in [*methods, "mediapipe"]
+                           if all(m in r for r in persons.values())}
+                print(f"{name}: the output follows " + ", ".join(f"{m}: {q}" for m, q in follows.items()))
 
         name = "two_people_jumping_walking.mp4"
         if name in clips:
