@@ -300,8 +300,9 @@ def found_shares(truth: dict[int, dict], runs: dict[str, list[dict]]) -> dict[st
 
 
 def id_switches(truth: dict[int, dict], records: list[dict]) -> dict:
-    """Match each true person to the output person found in its box (most keypoints inside, each output person
-    used once) on every scored frame; a switch is a change of the matched id from that person's previous match."""
+    """Match each true person to an output person found in its box (the one with most keypoints inside; each output
+    person used once per frame) on every scored frame: `matched` counts the frames where the person is found by
+    some id; a switch is a change of the matched id from that person's previous match."""
     last: dict[str, object] = {}
     ids: dict[str, list] = {}
     switches = {p: 0 for boxes in truth.values() for p in boxes}
@@ -420,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
                 records, _ = run_ours(path, runs_dir / "people_all", quiet, ("--people", "all"))
                 report["id_switches"] = id_switches(truth, records)
                 print(f"\n`predict {name} --people all`, ids matched to the true boxes on the scored frames:\n")
-                print("| person | scored frames visible | matched | ids | id switches |\n|---|---|---|---|---|")
+                print("| person | scored frames visible | found (by some id) | ids matched | id switches |\n"
+                      "|---|---|---|---|---|")
                 for person, r in report["id_switches"].items():
                     print(f"| {person} | {r['visible']} | {r['matched']} | {r['ids']} | {r['switches']} |")
             else:
