@@ -382,8 +382,11 @@ def main(argv: list[str] | None = None) -> int:
             truth = (subtraction_boxes(path, SUBTRACTION[name], EXCLUDED.get(name, {})) if name in SUBTRACTION
                      else hand_boxes(name))
             clips[name] = (path, truth)
-        walk_path, walk_truth = walking_clip(work)
-        clips[walk_path.name] = (walk_path, walk_truth)
+        if (SHARED / "data" / "lsp" / "joints.mat").is_file() and (SHARED / "data" / "coco").is_dir():
+            walk_path, walk_truth = walking_clip(work)
+            clips[walk_path.name] = (walk_path, walk_truth)
+        else:
+            print(f"{SHARED / 'data'}: no LSP or COCO sample, the made side-view clip is skipped")
         if args.check_boxes:
             draw_boxes(clips, args.check_boxes)
 
