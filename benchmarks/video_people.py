@@ -71,8 +71,9 @@ EXCLUDED: dict[str, dict[str, tuple[int, ...]]] = {
 }
 
 CLIPS = ("squats_front.mp4", "balance_back.mp4", "two_people_jumping_walking.mp4")
-WALKERS = ("im0149", "im0362", "im0420", "im0559")  #: LSP training-half people seen from the side, walking/running
-WALK_FRAME, WALK_FPS, WALK_PASS = (1280, 720), 30.0, 45
+#: LSP training-half people seen from the side, upright, whole body in the photo (chosen by their joints, then by eye)
+WALKERS = ("im0149", "im0362", "im0420", "im0559", "im0871", "im0131", "im0476", "im0511")
+WALK_FRAME, WALK_FPS, WALK_PASS = (1280, 720), 30.0, 75
 
 
 # ---- true boxes ----
@@ -136,27 +137,27 @@ def subtraction_boxes(path: Path, spec: dict, excluded: dict[str, tuple[int, ...
     return out
 
 
-def walking_clip(work: Path, seed: int = 0) -> tuple[Path, dict[int, dict]]:
-    """A made side-view clip: LSP people seen from the side (`WALKERS`) walk past a still camera one after another.
+def walking_clips(work: Path, seed: int = 0) -> list[tuple[Path, dict[int, dict]]]:
+    """Made side-view clips, one person each: an LSP person seen from the side (`WALKERS`) walks past a still camera.
 
-    Each pass: the LSP photo, scaled so the person is 30-45 % of the 1280 x 720 frame's height, slides across a
-    person-free COCO-sample background (as the small-person benchmark's) with a small vertical bob, its edges
-    feathered; alternate passes go right to left, mirrored. True box: the annotated joints' extent, moved
-    with the photo. Deterministic for a seed; rebuilt only when missing."""
+    The LSP photo, scaled so the person is 30-45 % of the 1280 x 720 frame's height, slides across one
+    person-free COCO-sample background (drawn as the small-person benchmark draws them) in `WALK_PASS` frames at
+    30 fps with a small vertical bob, its edges feathered; every other clip goes right to left, mirrored. True
+    box: the annotated joints' extent, moved with the photo. Deterministic for a seed; a clip is written only when
+    missing."""
     sys.path.insert(0, str(Path(__file__).parent))
     from small_person import _background, _coco_backgrounds
 
     from efficientpose.data.lsp import read_lsp
     from efficientpose.io.images import read_image
 
-    path = work / f"side_walkers_seed{seed}.mp4"
     samples = {s.id: s for s in read_lsp(SHARED / "data" / "lsp", "train")}
-    rng = np.random.default_rng(seed)
-    background = _background(rng, _coco_backgrounds(SHARED / "data" / "coco"))[..., ::-1]  # BGR
+    # One scene for every clip (seed 0: a lobby with plants), as from one still camera.
+    background = _background(np.random.default_rng(seed), _coco_backgrounds(SHARED / "data" / "coco"))[..., ::-1]
     width, height = WALK_FRAME
-    boxes: dict[int, dict] = {}
-    frames = []
+    out = []
     for k, sid in enumerate(WALKERS):
+        rng = np.random.default_rng([seed, k])
         sample = samples[sid]
         photo = read_image(sample.image)[..., ::-1]
         joints = sample.joints.copy()
@@ -175,30 +176,33 @@ def walking_clip(work: Path, seed: int = 0) -> tuple[Path, dict[int, dict]]:
         alpha[:, -feather:] *= ramp[::-1]
         alpha[:feather] *= ramp[:, None]
         alpha[-feather:] *= ramp[::-1, None]
-        floor = rng.uniform(0.85, 0.98) * height
-        top0 = floor - new_h
+        top0 = rng.uniform(0.85, 0.98) * height - new_h
         xs = np.linspace(0.02 * width, width - new_w - 0.02 * width, WALK_PASS)
         if k % 2:
             xs = xs[::-1]
+        boxes: dict[int, dict] = {}
+        frames = []
         for t, x in enumerate(xs):
-            y = top0 - 0.015 * new_h * abs(np.sin(np.pi * 2 * t / WALK_FPS))
-            xi, yi = int(round(x)), int(round(y))
+            xi = int(round(x))
+            yi = int(round(top0 - 0.015 * new_h * abs(np.sin(np.pi * 2 * t / WALK_FPS))))
             frame = background.copy()
             region = frame[yi:yi + new_h, xi:xi + new_w].astype(np.float32)
             frame[yi:yi + new_h, xi:xi + new_w] = (region * (1 - alpha[..., None])
                                                    + pasted * alpha[..., None]).round().astype(np.uint8)
             xy = joints * scale + np.array([xi, yi])
-            boxes[len(frames)] = {"subject": [float(np.nanmin(xy[:, 0])), float(np.nanmin(xy[:, 1])),
-                                              float(np.nanmax(xy[:, 0])), float(np.nanmax(xy[:, 1]))]}
+            boxes[t] = {"subject": [float(np.nanmin(xy[:, 0])), float(np.nanmin(xy[:, 1])),
+                                    float(np.nanmax(xy[:, 0])), float(np.nanmax(xy[:, 1]))]}
             frames.append(frame)
-    if not path.is_file():
-        tmp = path.with_name(path.stem + ".tmp.mp4")
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), WALK_FPS, (width, height))
-        for frame in frames:
-            writer.write(frame)
-        writer.release()
-        tmp.replace(path)
-    return path, boxes
+        path = work / f"side_walker_{sid}_seed{seed}.mp4"
+        if not path.is_file():
+            tmp = path.with_name(path.stem + ".tmp.mp4")
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), WALK_FPS, (width, height))
+            for frame in frames:
+                writer.write(frame)
+            writer.release()
+            tmp.replace(path)
+        out.append((path, boxes))
+    return out
 
 
 def resized_clip(work: Path, source: Path, size: tuple[int, int] = (1280, 720)) -> Path:
@@ -383,8 +387,8 @@ def main(argv: list[str] | None = None) -> int:
                      else hand_boxes(name))
             clips[name] = (path, truth)
         if (SHARED / "data" / "lsp" / "joints.mat").is_file() and (SHARED / "data" / "coco").is_dir():
-            walk_path, walk_truth = walking_clip(work)
-            clips[walk_path.name] = (walk_path, walk_truth)
+            for walk_path, walk_truth in walking_clips(work):
+                clips[walk_path.name] = (walk_path, walk_truth)
         else:
             print(f"{SHARED / 'data'}: no LSP or COCO sample, the made side-view clip is skipped")
         if args.check_boxes:
@@ -409,6 +413,11 @@ def main(argv: list[str] | None = None) -> int:
         print("\n| clip | person | scored frames visible | ours, default | "
               + ("ours, --detector none | " if has_detector else "") + "MediaPipe Pose |")
         print("|---|---|---|---|" + ("---|" if has_detector else "") + "---|")
+        made = [r["subject"] for n, r in table.items() if n.startswith("side_walker_")]
+        if made:  # the made clips together
+            total = {k: sum(r.get(k, 0) for r in made) for k in made[0]}
+            rows.append(f"| side walkers, {len(made)} made clips | subject | {total['visible']} | "
+                        + " | ".join(_pct(total.get(m), total["visible"]) for m in [*methods, "mediapipe"]) + " |")
         print("\n".join(rows))
         report["found"] = table
         for name, persons in table.items():
