@@ -59,6 +59,20 @@ def test_int8_runs_on_openvino_from_its_cache(int8_rt, calibration, monkeypatch)
     np.testing.assert_array_equal(again.heatmaps(photo[None]), int8_rt.heatmaps(photo[None]))
 
 
+def test_int8_rt_keeps_its_sensitive_operations_in_floating_point(int8_rt):
+    """The recipe's per-variant ignored scope reaches the saved IR: every named operation exists (an export that
+    renamed them would silently quantise them again) and none of them reads a quantised input."""
+    import openvino as ov
+
+    ops = {op.get_friendly_name(): op for op in ov.Core().read_model(str(int8_rt.runner.path)).get_ops()}
+    names = quantize.IGNORED_NAMES["rt"]
+    assert set(names) <= set(ops)
+    quantised = [name for name in names for port in ops[name].inputs()
+                 if port.get_source_output().get_node().get_type_name() == "FakeQuantize"]
+    assert not quantised
+    assert any(op.get_type_name() == "FakeQuantize" for op in ops.values())  # the rest is int8
+
+
 def test_int8_cache_key_names_weights_calibration_and_quantiser(calibration, monkeypatch):
     files = quantize.calibration_files(calibration)
     assert len(files) == CALIBRATION_IMAGES
