@@ -11,41 +11,11 @@ from collections.abc import Iterable, Iterator, Sequence
 import numpy as np
 
 from efficientpose.inference.estimator import PoseEstimator
+from efficientpose.inference.people import Finder, PeopleTracker, Person
+from efficientpose.inference.regions import roi_from_pose, search_box
 from efficientpose.inference.smoothing import DEFAULT_SMOOTHING, OneEuroFilter, SmoothingParams
 from efficientpose.io.video import Frame, batched
 from efficientpose.pose import DEFAULT_THRESHOLD, Box, Pose
-
-
-def _square_box(xy: np.ndarray, width: int, height: int, margin: float) -> Box | None:
-    """A square around points plus ``margin`` of their extent on each side (at least 15 % of the frame's longer
-    side), or None when it would be as large as the frame anyway."""
-    x0, y0 = xy.min(0)
-    x1, y1 = xy.max(0)
-    side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
-    side = max(side, 0.15 * max(width, height))
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    if not np.isfinite(side) or side >= max(width, height):
-        return None
-    return (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
-
-
-def roi_from_pose(pose: Pose, width: int, height: int, threshold: float = DEFAULT_THRESHOLD,
-                  margin: float = 0.35) -> Box | None:
-    """A square box around the confidently seen keypoints plus a margin, or None when too few are confident."""
-    kp = pose.keypoints
-    good = kp[:, 2] >= threshold
-    if good.sum() < max(6, len(kp) // 2):
-        return None
-    return _square_box(kp[good, :2], width, height, margin)
-
-
-def search_box(pose: Pose, width: int, height: int, margin: float = 0.35) -> Box | None:
-    """Where to look again when a whole-frame pose is too unsure to track from: a box around its better-scoring
-    half of the keypoints, which still gather on a person too small for the network to be sure of."""
-    kp = pose.keypoints
-    best = np.argsort(-kp[:, 2], kind="stable")[:max(6, len(kp) // 2)]
-    return _square_box(kp[best, :2], width, height, margin)
-
 
 #: While no person is tracked, a frame is searched (:func:`find_person`) at most this often, in stream seconds;
 #: each search that finds no one to track doubles the wait, up to the maximum (a large but unsure person, say).
@@ -107,16 +77,24 @@ class PersonTracker:
     ``SEARCH_INTERVAL`` seconds of stream time, backing off while searches find no one to track); this is how
     tracking starts on a person too small for the whole-frame pass. Scores are never smoothed.
 
+    With a ``finder`` (a person detector with pose confirmation, see ``efficientpose.detection``), people are
+    found with it instead and everyone is followed (:class:`~efficientpose.inference.people.PeopleTracker`,
+    forward only); the pose returned is the subject's: whoever has been followed longest and largest among the
+    people in the frame, kept while they stay in view (:attr:`person` is them, None when nobody is in view, and
+    the pose is then empty: no coordinates, scores 0).
+
     Call it once per frame (``tracker(image, time)``), or hand it a batch (:meth:`update`); :meth:`reset` forgets
     the person and the smoothing state (a scene cut, a new stream).
     """
 
     def __init__(self, estimator: PoseEstimator, *, roi: bool = True,
-                 smooth: SmoothingParams | None = DEFAULT_SMOOTHING, threshold: float = DEFAULT_THRESHOLD) -> None:
+                 smooth: SmoothingParams | None = DEFAULT_SMOOTHING, threshold: float = DEFAULT_THRESHOLD,
+                 finder: Finder | None = None) -> None:
         self.estimator = estimator
         self.roi = roi
         self.smooth = smooth
         self.threshold = threshold
+        self.finder = finder
         self.reset()
 
     def reset(self) -> None:
@@ -126,6 +104,10 @@ class PersonTracker:
         self.interval = SEARCH_INTERVAL  #: the wait before the next search
         s = self.smooth
         self.filter = OneEuroFilter(s.min_cutoff, s.beta, s.d_cutoff, min_score=self.threshold) if s else None
+        self.people = None if self.finder is None else PeopleTracker(self.estimator, self.finder,
+                                                                      threshold=self.threshold, backtrack=0)
+        self.person: Person | None = None  #: with a finder: the subject in the last frame, None if not in view
+        self.frames = 0  #: frames seen since the last reset
 
     def __call__(self, image: np.ndarray, time: float) -> Pose:
         """The (smoothed) pose in one RGB frame at ``time`` seconds."""
@@ -139,6 +121,8 @@ class PersonTracker:
     def update(self, images: Sequence[np.ndarray], times: Sequence[float]) -> list[Pose]:
         """Poses for consecutive frames in one batched forward pass, all cropped where the person was before the
         first; the last frame may be searched (and, where someone is found, the others are run again there)."""
+        if self.people is not None:
+            return self._subject_poses(images, times)
         estimator, threshold = self.estimator, self.threshold
         poses = estimator.predict_batch(images, [self.box] * len(images) if self.roi else None)
         h, w = images[-1].shape[:2]
@@ -154,12 +138,44 @@ class PersonTracker:
         self.box = roi_from_pose(poses[-1], w, h, threshold) if self.roi else None
         return [self._smoothed(pose, t) for pose, t in zip(poses, times, strict=True)]
 
+    def _subject_poses(self, images: Sequence[np.ndarray], times: Sequence[float]) -> list[Pose]:
+        """With a finder: follow everyone through the batch and return the subject's pose in each frame."""
+        assert self.people is not None
+        frames = [Frame(self.frames + i, float(t), image) for i, (image, t) in enumerate(zip(images, times,
+                                                                                               strict=True))]
+        self.frames += len(frames)
+        self.people.update(frames)
+        sizes = {t.id: t.size() for t in self.people.tracks}
+        poses = []
+        for frame in frames:
+            present = {p.id: p for p in self.people.people(frame.index)}
+            if self.person is None or self.person.id not in present:
+                chosen = max(present, key=lambda i: (sizes[i], -i), default=None)
+                if self.filter is not None and (self.person is None or chosen != self.person.id):
+                    self.filter.reset()  # another person (or the same one back after a gap): no gliding across
+                self.person = None if chosen is None else present[chosen]
+            else:
+                self.person = present[self.person.id]
+            if self.person is None:
+                h, w = frame.image.shape[:2]
+                poses.append(empty_pose(self.estimator.names, (w, h)))
+            else:
+                poses.append(self._smoothed(self.person.pose, frame.time))
+        self.people.forget(frames[-1].time)
+        return poses
+
     def _smoothed(self, pose: Pose, time: float) -> Pose:
         if self.filter is None:
             return pose
         xy = self.filter(pose.xy, time, pose.scores)
         xy = np.where(np.isfinite(xy), xy, pose.xy)
         return Pose(np.column_stack([xy, pose.scores]), pose.names, pose.image_size, pose.roi)
+
+
+def empty_pose(names: Sequence[str], image_size: tuple[int, int]) -> Pose:
+    """The pose of a frame where nobody is found: no coordinates (NaN, written as null) and scores 0."""
+    k = len(names)
+    return Pose(np.column_stack([np.full((k, 2), np.nan), np.zeros(k)]), tuple(names), image_size)
 
 
 def track(frames: Iterable[Frame], estimator: PoseEstimator, *, batch_size: int = 8, roi: bool = True,

@@ -1,0 +1,361 @@
+"""Several people through a frame stream, each with a stable id: :class:`PeopleTracker` follows every person
+with the pose's own region (no detector while they stay confident), asks a finder (a person detector with pose
+confirmation) for people while nobody is tracked, periodically and when someone is lost, matches what it finds
+to the known people (:func:`assign`: box overlap and keypoint distance, Hungarian), and, where frames of the
+stream are still held, retries the frames before a person was found or found again backwards from there
+(:meth:`PeopleTracker.backtrack`), so a track has no gap the pose could have filled.
+
+The finder is injected (``find(image) -> poses, surest first``) so that this module needs no detector: the
+application layer (``predict.py``, ``camera.py``) builds it from ``efficientpose.detection``."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from efficientpose.inference.estimator import PoseEstimator
+from efficientpose.inference.regions import roi_from_pose
+from efficientpose.io.video import Frame, batched, held_bytes
+from efficientpose.pose import DEFAULT_THRESHOLD, Box, Pose
+
+#: A finder: every person it can confirm in one RGB frame, as poses in the frame's pixels, surest first.
+Finder = Callable[[np.ndarray], Sequence[Pose]]
+
+#: While people are tracked, the finder still runs this often (stream seconds) to catch people coming in.
+REDETECT_INTERVAL = 1.0
+#: While someone is lost (or nobody is tracked), the finder runs at once, then backs off while it finds no one
+#: new: the wait doubles from :data:`RETRY_INTERVAL` up to :data:`REDETECT_INTERVAL`.
+RETRY_INTERVAL = 0.25
+#: A lost person keeps their id this long (stream seconds): found again within it, they are the same person.
+KEEP_LOST = 3.0
+#: A lost person is looked for where their velocity takes them, for at most this many seconds.
+PREDICT_AHEAD = 1.0
+#: Frames held for backward retries (offline files only): at most this many seconds and bytes of pixels.
+BACKTRACK_SECONDS = 3.0
+BACKTRACK_BYTES = 256 * 2**20
+#: Most people tracked at once.
+MAX_PEOPLE = 8
+#: Two people whose matched keypoints lie closer than this fraction of their size are one person.
+SAME_PERSON = 0.25
+#: A found person matches a known one when the box overlap is above this, or the keypoints are closer than
+#: :data:`MATCH_DISTANCE` x their size.
+MATCH_IOU = 0.2
+MATCH_DISTANCE = 0.6
+#: The person box: the confident keypoints' extent, grown by this fraction of its longer side on every side.
+BOX_MARGIN = 0.1
+
+
+def confident(pose: Pose, threshold: float = DEFAULT_THRESHOLD) -> bool:
+    """Whether enough keypoints are seen to follow the person from this pose (half of them, at least 6): the
+    same rule as :func:`roi_from_pose`, without its requirement that the person be smaller than the frame."""
+    return int((pose.scores >= threshold).sum()) >= max(6, len(pose.scores) // 2)
+
+
+def person_box(pose: Pose, threshold: float = DEFAULT_THRESHOLD, margin: float = BOX_MARGIN) -> Box | None:
+    """The box (x0, y0, x1, y1) around the keypoints scoring at least ``threshold``, grown by ``margin`` x its
+    longer side on each side and clipped to the image when its size is known; None when none is seen."""
+    seen = pose.keypoints[(pose.scores >= threshold) & np.isfinite(pose.xy).all(1), :2]
+    if not len(seen):
+        return None
+    (x0, y0), (x1, y1) = seen.min(0), seen.max(0)
+    pad = margin * max(x1 - x0, y1 - y0, 1.0)
+    x0, y0, x1, y1 = x0 - pad, y0 - pad, x1 + pad, y1 + pad
+    if pose.image_size is not None:
+        w, h = pose.image_size
+        x0, y0, x1, y1 = max(x0, 0.0), max(y0, 0.0), min(x1, float(w)), min(y1, float(h))
+    return (float(x0), float(y0), float(x1), float(y1))
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise intersection over union of boxes (N, 4) and (M, 4) -> (N, M)."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    w = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    h = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = w * h
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def keypoint_distance(a: Pose, b: Pose, threshold: float = DEFAULT_THRESHOLD) -> float:
+    """Mean distance between the keypoints both poses see, as a fraction of the larger person's size (the
+    longer side of its keypoints' extent); inf when they see fewer than 3 keypoints in common."""
+    both = (a.scores >= threshold) & (b.scores >= threshold)
+    if both.sum() < 3:
+        return float("inf")
+    size = max(float(np.ptp(p.xy[both], axis=0).max()) for p in (a, b))
+    return float(np.linalg.norm(a.xy[both] - b.xy[both], axis=1).mean() / max(size, 1.0))
+
+
+def assign(known: Sequence[tuple[Box, Pose]], found: Sequence[tuple[Box, Pose]]) -> list[tuple[int, int]]:
+    """Match found people to known ones: cost (1 - box IoU) + keypoint distance, solved by
+    ``scipy.optimize.linear_sum_assignment``; pairs that neither overlap by :data:`MATCH_IOU` nor lie within
+    :data:`MATCH_DISTANCE` are never matched. Returns (known index, found index) pairs."""
+    if not known or not found:
+        return []
+    overlap = box_iou([b for b, _ in known], [b for b, _ in found])
+    distance = np.array([[keypoint_distance(p, q) for _, q in found] for _, p in known])
+    allowed = (overlap > MATCH_IOU) | (distance < MATCH_DISTANCE)
+    cost = np.where(allowed, (1 - overlap) + np.minimum(distance, 10.0), 1e6)
+    rows, cols = linear_sum_assignment(cost)
+    return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if allowed[r, c]]
+
+
+def _moved(box: Box, step: np.ndarray) -> Box:
+    dx, dy = float(step[0]), float(step[1])
+    return (box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy)
+
+
+def _height(box: Box) -> float:
+    return float(box[3] - box[1])
+
+
+def _centre(box: Box) -> np.ndarray:
+    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+
+
+@dataclass(frozen=True)
+class Person:
+    """One person in one frame: their ``id`` (stable through the stream), the pose, the ``box`` around it
+    (:func:`person_box`) and ``score``, the person score in [0, 1] (the pose's mean keypoint score)."""
+
+    id: int
+    pose: Pose
+    box: Box
+    score: float
+
+
+@dataclass
+class Track:
+    """One person through the stream: their poses by frame index, and where to crop them next."""
+
+    id: int
+    people: dict[int, Person] = field(default_factory=dict)
+    times: dict[int, float] = field(default_factory=dict)
+    lost_at: float | None = None  #: stream time the pose stopped being confident; None while followed
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  #: box centre, pixels per second
+    heights: float = 0.0  #: the sum of the person's box heights over every frame recorded
+
+    @property
+    def last(self) -> int:
+        return max(self.people)
+
+    @property
+    def active(self) -> bool:
+        return self.lost_at is None
+
+    def add(self, index: int, time: float, person: Person) -> None:
+        """Record the person at frame ``index`` as followed there; updates the box centre's velocity."""
+        if self.people and index > self.last:
+            previous, dt = self.people[self.last], time - self.times[self.last]
+            if 0 < dt <= 0.5:
+                step = (_centre(person.box) - _centre(previous.box)) / dt
+                self.velocity = 0.5 * self.velocity + 0.5 * step
+        self.put(index, time, person)
+        self.lost_at = None
+
+    def put(self, index: int, time: float, person: Person) -> None:
+        """Record the person at frame ``index`` (replacing what was there)."""
+        if index in self.people:
+            self.heights -= _height(self.people[index].box)
+        self.people[index] = person
+        self.times[index] = time
+        self.heights += _height(person.box)
+
+    def forget(self, keep: int = 1) -> None:
+        """Drop all but the latest ``keep`` frames (a live stream keeps no history); :meth:`size` is kept."""
+        for index in sorted(self.people)[:-keep]:
+            del self.people[index], self.times[index]
+
+    def crop(self, time: float, width: int, height: int, threshold: float) -> Box | None:
+        """Where to look for the person at ``time``: the region around the last pose, moved on by the velocity."""
+        box = roi_from_pose(self.people[self.last].pose, width, height, threshold)
+        return None if box is None else _moved(box, self.velocity * min(time - self.times[self.last], 0.5))
+
+    def predicted(self, time: float) -> tuple[Box, Pose]:
+        """The last box and pose moved on by the velocity to ``time`` (at most :data:`PREDICT_AHEAD` seconds on)."""
+        last = self.people[self.last]
+        step = self.velocity * min(time - self.times[self.last], PREDICT_AHEAD)
+        moved = last.pose.keypoints + [step[0], step[1], 0.0]
+        return _moved(last.box, step), Pose(moved, last.pose.names, last.pose.image_size, last.pose.roi)
+
+    def size(self) -> float:
+        """The sum over its frames of the person's height (box height): longer and larger tracks score more."""
+        return self.heights
+
+
+class PeopleTracker:
+    """Every person in a frame stream, with stable ids. Feed it consecutive frames (:meth:`update`); read the
+    people of any frame with :meth:`people` (earlier frames can still gain people by backward retries while
+    they are held: up to ``backtrack`` seconds; 0 for a live stream, forward only).
+
+    ``find`` finds people in a frame where it must (nobody tracked, someone lost, every
+    :data:`REDETECT_INTERVAL`); None finds nobody (the tracker then only follows people handed to
+    :meth:`start`). ``max_people`` caps how many are followed at once."""
+
+    def __init__(self, estimator: PoseEstimator, find: Finder | None, *, threshold: float = DEFAULT_THRESHOLD,
+                 max_people: int = MAX_PEOPLE, backtrack: float = BACKTRACK_SECONDS,
+                 backtrack_bytes: int = BACKTRACK_BYTES) -> None:
+        self.estimator = estimator
+        self.find = find
+        self.threshold = threshold
+        self.max_people = max_people
+        self.backtrack_seconds = backtrack
+        self.backtrack_bytes = backtrack_bytes
+        self.tracks: list[Track] = []
+        self.held: collections.deque[Frame] = collections.deque()
+        self.detected: float | None = None  #: stream time of the last finder run
+        self.wait = RETRY_INTERVAL
+        self.detections = 0  #: how many times the finder ran
+        self.next_id = 0
+
+    # ------------------------------------------------------------------------------------------ reading
+
+    def people(self, index: int) -> list[Person]:
+        """The people found in frame ``index``, by id."""
+        return sorted((t.people[index] for t in self.tracks if index in t.people), key=lambda p: p.id)
+
+    # ------------------------------------------------------------------------------------------ updating
+
+    def update(self, frames: Sequence[Frame]) -> None:
+        """Follow everyone through consecutive frames in one batched pass (each person cropped where they were
+        before the first frame, moved on by their velocity), then find people in the last frame if due."""
+        if not frames:
+            return
+        self._hold(frames)
+        active = sorted((t for t in self.tracks if t.active), key=lambda t: -len(t.people))  # the older claims first
+        h, w = frames[-1].image.shape[:2]
+        if active:
+            images = [f.image for _ in active for f in frames]
+            rois = [t.crop(f.time, w, h, self.threshold) for t in active for f in frames]
+            poses = self.estimator.predict_batch(images, rois)
+            for i, track in enumerate(active):
+                for j, frame in enumerate(frames):
+                    pose = poses[i * len(frames) + j]
+                    if not confident(pose, self.threshold) or self._taken(track, frame.index, pose):
+                        track.lost_at = frame.time
+                        self.wait = RETRY_INTERVAL  # look for them again at once
+                        break
+                    track.add(frame.index, frame.time, self._person(track.id, pose))
+        last = frames[-1]
+        if self.find is not None and self._due(last.time):
+            self.detect(last)
+
+    def _due(self, time: float) -> bool:
+        if self.detected is None:
+            return True
+        searching = not any(t.active for t in self.tracks) or any(
+            t.lost_at is not None and time - t.lost_at <= KEEP_LOST for t in self.tracks)
+        return time - self.detected >= (self.wait if searching else REDETECT_INTERVAL)
+
+    def detect(self, frame: Frame) -> list[Track]:
+        """Run the finder on ``frame``: found people who match a known (active or recently lost) person keep
+        that id, the others start new tracks; people found again or new are retried backwards. Returns the
+        tracks that gained this frame."""
+        assert self.find is not None
+        self.detected = frame.time
+        self.detections += 1
+        found = [(person_box(p, self.threshold), p) for p in self.find(frame.image) if confident(p, self.threshold)]
+        found = [(b, p) for b, p in found if b is not None]
+        candidates = [t for t in self.tracks
+                      if t.active or (t.lost_at is not None and frame.time - t.lost_at <= KEEP_LOST)]
+        matches = assign([t.predicted(frame.time) for t in candidates], found)
+        gained: list[Track] = []
+        for k, f in matches:
+            track, pose = candidates[k], found[f][1]
+            current = track.people.get(frame.index)
+            if current is None or pose.mean_score > current.pose.mean_score:
+                revived = not track.active
+                track.add(frame.index, frame.time, self._person(track.id, pose))
+                gained.append(track)
+                if revived:
+                    self.backtrack(track, frame.index)
+        matched = {f for _, f in matches}
+        new = 0
+        for f, (_, pose) in enumerate(found):
+            if f in matched or self._taken(None, frame.index, pose):
+                continue
+            if sum(t.active for t in self.tracks) >= self.max_people:
+                break
+            gained.append(self.start(frame, pose))
+            new += 1
+        self.wait = RETRY_INTERVAL if new else min(2 * self.wait, REDETECT_INTERVAL)
+        return gained
+
+    def start(self, frame: Frame, pose: Pose) -> Track:
+        """Follow the person of ``pose`` (found in ``frame``) from here on as a new track, retried backwards."""
+        if not self.held or self.held[-1].index < frame.index:
+            self._hold([frame])
+        track = Track(id=self.next_id)
+        self.next_id += 1
+        self.tracks.append(track)
+        track.add(frame.index, frame.time, self._person(track.id, pose))
+        self.backtrack(track, frame.index)
+        return track
+
+    def backtrack(self, track: Track, index: int, batch: int = 2) -> int:
+        """Retry the held frames before ``index`` backwards for ``track``, from its pose there (moved back by its
+        velocity), until the pose is not confident, the frame already has this person, or no frame is held;
+        returns how many frames it filled."""
+        before = [i for i in track.people if i < index]
+        stop = max(before) if before else -1
+        earlier = [f for f in reversed(self.held) if stop < f.index < index]
+        filled, anchor = 0, index
+        while earlier:
+            chunk, earlier = earlier[:batch], earlier[batch:]
+            h, w = chunk[0].image.shape[:2]
+            box = roi_from_pose(track.people[anchor].pose, w, h, self.threshold)
+            rois = [None if box is None else _moved(box, track.velocity * (f.time - track.times[anchor]))
+                    for f in chunk]
+            poses = self.estimator.predict_batch([f.image for f in chunk], rois)
+            for frame, pose in zip(chunk, poses, strict=True):
+                if not confident(pose, self.threshold) or self._taken(track, frame.index, pose):
+                    return filled
+                track.put(frame.index, frame.time, self._person(track.id, pose))
+                filled, anchor = filled + 1, frame.index
+        return filled
+
+    def forget(self, time: float) -> None:
+        """For a live stream: keep only each person's latest frame, and drop people lost for longer than
+        :data:`KEEP_LOST` at ``time`` (memory stays bounded however long the stream runs)."""
+        self.tracks = [t for t in self.tracks if t.lost_at is None or time - t.lost_at <= KEEP_LOST]
+        for track in self.tracks:
+            track.forget()
+
+    # ------------------------------------------------------------------------------------------ helpers
+
+    def _person(self, id: int, pose: Pose) -> Person:
+        box = person_box(pose, self.threshold)
+        assert box is not None  # a confident pose sees keypoints
+        return Person(id, pose, box, float(pose.mean_score))
+
+    def _taken(self, track: Track | None, index: int, pose: Pose) -> bool:
+        """Whether another track already has this person (the same pose) in frame ``index``."""
+        return any(other is not track and index in other.people
+                   and keypoint_distance(other.people[index].pose, pose, self.threshold) < SAME_PERSON
+                   for other in self.tracks)
+
+    def _hold(self, frames: Sequence[Frame]) -> None:
+        """Keep the latest frames for backward retries, within :data:`BACKTRACK_SECONDS` and the byte limit."""
+        if self.backtrack_seconds <= 0:
+            return
+        self.held.extend(frames)
+        size = sum(held_bytes(f.image) for f in self.held)
+        latest = self.held[-1].time
+        while self.held and (latest - self.held[0].time > self.backtrack_seconds or size > self.backtrack_bytes):
+            size -= held_bytes(self.held.popleft().image)
+
+
+def track_people(frames: Iterable[Frame], tracker: PeopleTracker, batch_size: int = 8) -> list[tuple[int, float]]:
+    """Run ``tracker`` over a whole frame stream ``batch_size`` frames at a time; returns every frame's (index,
+    time), in order (its people are ``tracker.people(index)``)."""
+    seen: list[tuple[int, float]] = []
+    for chunk in batched(frames, batch_size):
+        tracker.update(chunk)
+        seen += [(f.index, f.time) for f in chunk]
+    return seen
