@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from efficientpose.errors import UsageError
-from efficientpose.inference.people import Track
+from efficientpose.inference.tracks import Track
 
 
 @dataclass(frozen=True)

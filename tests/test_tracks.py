@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from efficientpose.errors import UsageError
-from efficientpose.inference.people import (
+from efficientpose.inference.subject import PersonPoint, choose_subject
+from efficientpose.inference.tracking import PersonTracker
+from efficientpose.inference.tracks import (
     KEEP_LOST,
     PeopleTracker,
     Person,
@@ -20,8 +22,6 @@ from efficientpose.inference.people import (
     person_box,
     track_people,
 )
-from efficientpose.inference.subject import PersonPoint, choose_subject
-from efficientpose.inference.tracking import PersonTracker
 from efficientpose.io.video import Frame
 from efficientpose.pose import Pose
 from efficientpose.skeleton import KEYPOINTS

@@ -18,7 +18,6 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from efficientpose.inference.estimator import PoseEstimator
-from efficientpose.inference.regions import roi_from_pose
 from efficientpose.io.video import Frame, batched, held_bytes
 from efficientpose.pose import DEFAULT_THRESHOLD, Box, Pose
 
@@ -39,8 +38,10 @@ BACKTRACK_SECONDS = 3.0
 BACKTRACK_BYTES = 256 * 2**20
 #: Most people tracked at once.
 MAX_PEOPLE = 8
-#: Two people whose matched keypoints lie closer than this fraction of their size are one person.
+#: Two poses whose matched keypoints lie closer than this fraction of their size, or whose boxes overlap by
+#: more than :data:`SAME_BOX`, are one person.
 SAME_PERSON = 0.25
+SAME_BOX = 0.6
 #: A found person matches a known one when the box overlap is above this, or the keypoints are closer than
 #: :data:`MATCH_DISTANCE` x their size.
 MATCH_IOU = 0.2
@@ -51,8 +52,24 @@ BOX_MARGIN = 0.1
 
 def confident(pose: Pose, threshold: float = DEFAULT_THRESHOLD) -> bool:
     """Whether enough keypoints are seen to follow the person from this pose (half of them, at least 6): the
-    same rule as :func:`roi_from_pose`, without its requirement that the person be smaller than the frame."""
+    same rule as tracking's region (:func:`region`), without requiring the person to be smaller than the frame."""
     return int((pose.scores >= threshold).sum()) >= max(6, len(pose.scores) // 2)
+
+
+def region(pose: Pose, width: int, height: int, threshold: float = DEFAULT_THRESHOLD,
+           margin: float = 0.35) -> Box | None:
+    """Where to crop the next frame for a person: the square around the confident keypoints plus ``margin`` of
+    their extent on each side (at least 15 % of the frame's longer side); None when the pose is not
+    :func:`confident` or the square would be as large as the frame (then the whole frame)."""
+    if not confident(pose, threshold):
+        return None
+    xy = pose.xy[pose.scores >= threshold]
+    (x0, y0), (x1, y1) = xy.min(0), xy.max(0)
+    side = max(max(x1 - x0, y1 - y0) * (1 + 2 * margin), 0.15 * max(width, height))
+    if not np.isfinite(side) or side >= max(width, height):
+        return None
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
 
 
 def person_box(pose: Pose, threshold: float = DEFAULT_THRESHOLD, margin: float = BOX_MARGIN) -> Box | None:
@@ -174,7 +191,7 @@ class Track:
 
     def crop(self, time: float, width: int, height: int, threshold: float) -> Box | None:
         """Where to look for the person at ``time``: the region around the last pose, moved on by the velocity."""
-        box = roi_from_pose(self.people[self.last].pose, width, height, threshold)
+        box = region(self.people[self.last].pose, width, height, threshold)
         return None if box is None else _moved(box, self.velocity * min(time - self.times[self.last], 0.5))
 
     def predicted(self, time: float) -> tuple[Box, Pose]:
@@ -309,7 +326,7 @@ class PeopleTracker:
         while earlier:
             chunk, earlier = earlier[:batch], earlier[batch:]
             h, w = chunk[0].image.shape[:2]
-            box = roi_from_pose(track.people[anchor].pose, w, h, self.threshold)
+            box = region(track.people[anchor].pose, w, h, self.threshold)
             rois = [None if box is None else _moved(box, track.velocity * (f.time - track.times[anchor]))
                     for f in chunk]
             poses = self.estimator.predict_batch([f.image for f in chunk], rois)
@@ -336,9 +353,15 @@ class PeopleTracker:
 
     def _taken(self, track: Track | None, index: int, pose: Pose) -> bool:
         """Whether another track already has this person (the same pose) in frame ``index``."""
-        return any(other is not track and index in other.people
-                   and keypoint_distance(other.people[index].pose, pose, self.threshold) < SAME_PERSON
-                   for other in self.tracks)
+        box = person_box(pose, self.threshold)
+        for other in self.tracks:
+            if other is track or index not in other.people:
+                continue
+            them = other.people[index]
+            if keypoint_distance(them.pose, pose, self.threshold) < SAME_PERSON or (
+                    box is not None and box_iou(them.box, box)[0, 0] > SAME_BOX):
+                return True
+        return False
 
     def _hold(self, frames: Sequence[Frame]) -> None:
         """Keep the latest frames for backward retries, within :data:`BACKTRACK_SECONDS` and the byte limit."""
