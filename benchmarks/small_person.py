@@ -111,19 +111,20 @@ POLICIES = ("whole", "search", "detector", "confirmed", "staged", "staged-all")
 
 def measure(root: Path, model: str, policies: list[str], limit: int | None, detector_path: str | None,
             split: str = "train") -> dict:
-    """PCK@0.2 and ms per image of each crop policy (``detection.crop``); where a policy finds nobody, the
+    """PCK@0.2 and ms per image of each crop policy (``inference.people``); where a policy finds nobody, the
     whole-image pose is kept.
 
     whole: today's default (the whole image); search: today's ``--search``; detector: the best detection on the
     whole image, its crop; confirmed: the pose on the crops of the two best detections on the whole image, the
     surest kept; staged: :func:`find_people` (whole image, then windows while no pose is sure); staged-all: the
     same, always through every pass."""
+    from efficientpose.codec.geometry import search_windows
     from efficientpose.data.lsp import read_lsp
     from efficientpose.detection import BlazePoseDetector
-    from efficientpose.detection.crop import crop_from_detection, find_people
     from efficientpose.evaluation.evaluate import evaluate
     from efficientpose.inference.estimator import PoseEstimator
-    from efficientpose.inference.tracking import find_person, roi_from_pose, search_windows
+    from efficientpose.inference.people import crop_from_detection, find_people
+    from efficientpose.inference.tracking import find_person, roi_from_pose
     from efficientpose.io.images import read_image
 
     samples = read_lsp(root, split)[:limit]

@@ -229,7 +229,7 @@ def test_decoded_boxes_cover_lsp_people(detector: BlazePoseDetector, data_dir: P
 def test_windows_find_a_small_person_and_merge_duplicates():
     """A fake detector that only sees a (white) person filling at least 40 % of its input: the whole image misses
     it, the windows find it, its copies from overlapping windows merge into one, in the image's pixels."""
-    from efficientpose.detection.crop import crop_from_detection, detect_in_windows
+    from efficientpose.inference.people import crop_from_detection, detect_in_windows
 
     frame = np.zeros((720, 1280, 3), np.uint8)
     frame[300:600, 700:900] = 255  # 200 x 300 px
@@ -261,7 +261,7 @@ def test_find_people_stops_at_the_first_sure_pass():
     """Passes run coarse to fine only while no confirmed pose is sure; every confirmed pose is returned."""
     from types import SimpleNamespace
 
-    from efficientpose.detection.crop import find_people
+    from efficientpose.inference.people import find_people
 
     frame = np.zeros((720, 1280, 3), np.uint8)
     calls = []
@@ -294,9 +294,9 @@ def test_small_people_are_found_on_real_images(detector: BlazePoseDetector, data
     import cv2
 
     from efficientpose.data.lsp import read_lsp
-    from efficientpose.detection.crop import find_people
     from efficientpose.evaluation.evaluate import evaluate
     from efficientpose.inference.estimator import PoseEstimator
+    from efficientpose.inference.people import find_people
 
     rng = np.random.default_rng(0)
     estimator = PoseEstimator("rt", backend="onnxruntime")

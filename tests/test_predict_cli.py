@@ -47,10 +47,10 @@ def input_digests(inputs: list[Path]) -> dict[Path, str]:
 
 @pytest.fixture(scope="module")
 def argmax_run(inputs: list[Path], input_digests: dict[Path, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One CLI run: authors' decoding, JSON and CSV, annotated copies."""
+    """One CLI run: authors' decoding, JSON and CSV, annotated copies, the whole image (no detector)."""
     out = tmp_path_factory.mktemp("argmax-run")
     code = main(["predict", *map(str, inputs), "--output", str(out), "--format", "both", "--draw",
-                 "--decoder", "argmax", "--backend", "torch"])
+                 "--decoder", "argmax", "--backend", "torch", "--detector", "none"])
     assert code == 0
     return out
 
@@ -133,7 +133,7 @@ def test_default_decoder_csv_only_and_flip_flag_match_the_api(inputs: list[Path]
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     chosen = inputs[1:4]  # JPEG, PNG, PGM
     code, out, err = run_cli(["predict", *map(str, chosen), "--output", str(tmp_path), "--format", "csv",
-                              "--flip", "--backend", "onnxruntime"], capsys)
+                              "--flip", "--backend", "onnxruntime", "--detector", "none"], capsys)
     assert code == 0, err
     assert out.strip() == f"3 images, 0 videos (0 frames) -> {tmp_path}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions.csv"]  # CSV only, no temporaries
@@ -197,7 +197,8 @@ def test_search_finds_small_people_in_photos(data_dir: Path, tmp_path: Path, cap
     results = {}
     for flag in ("--no-search", "--search"):
         out = tmp_path / flag
-        code, _, _ = run_cli(["predict", *files, "--output", str(out), "--backend", "onnxruntime", flag], capsys)
+        code, _, _ = run_cli(["predict", *files, "--output", str(out), "--backend", "onnxruntime", flag,
+                              "--detector", "none"], capsys)
         assert code == 0
         poses = {r.file: r.pose.keypoints for r in read_image_predictions(out / "predictions.json")}
         results[flag] = np.array([_error_to_nearest_person(poses[f][:, :2], people[f]) for f in files])

@@ -62,7 +62,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     options = PredictOptions(
         output=args.output, formats=formats, draw=args.draw, smooth=args.smooth,
         smoothing=SmoothingParams(args.min_cutoff, args.beta, args.d_cutoff), batch_size=args.batch_size,
-        roi=args.roi, search=args.search, threshold=args.threshold,
+        roi=args.roi, search=args.search, threshold=args.threshold, detector=args.detector, people=args.people,
     )
     estimator = _estimator(args)
     if args.camera is not None:
@@ -362,6 +362,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--search", action=argparse.BooleanOptionalAction, default=False,
                    help="photos: where the whole-image pose is unsure, search for a smaller person in "
                         "overlapping crops (about 20 extra passes for such a photo; default off)")
+    p.add_argument("--detector", default="auto", metavar="FILE|none",
+                   help="photos: MediaPipe's person detector (default: the cache, then "
+                        "$EFFICIENTPOSE_WEIGHTS_DIR/mediapipe/pose_detection.tflite, then a verified download; "
+                        "without one, the window search); 'none': the whole image, as the authors ran it")
+    p.add_argument("--people", metavar="all|N",
+                   help="photos: one record per person (all, or the N surest), best first, ranked by 'person'")
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                    help="score below which a keypoint is not drawn (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=8, help="images/frames per forward pass")

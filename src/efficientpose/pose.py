@@ -50,12 +50,18 @@ class Pose:
 
     ``image_size`` is the original image's (width, height) and ``roi`` the region (x0, y0, x1, y1) the network
     saw, None for the whole image; both None when unknown (a pose read back from a file, or built by hand).
+
+    When a person was looked for (a detector, the window search), ``box`` is the person's region (x0, y0, x1, y1,
+    original-image pixels, the package's continuous convention, x0 <= x1, y0 <= y1) and ``person_score`` in
+    [0, 1] how sure the pose model is that it is a person; both None when nobody was found or nobody looked.
     """
 
     keypoints: np.ndarray
     names: tuple[str, ...] = KEYPOINTS
     image_size: tuple[int, int] | None = None
     roi: Box | None = None
+    box: Box | None = None
+    person_score: float | None = None
 
     def __post_init__(self) -> None:
         kp = np.asarray(self.keypoints)
@@ -63,6 +69,17 @@ class Pose:
             raise ValueError(f"keypoints of shape {kp.shape} do not match {len(self.names)} names "
                              f"(expected ({len(self.names)}, 3))")
         object.__setattr__(self, "names", tuple(self.names))
+        if self.box is not None:
+            box = tuple(float(v) for v in np.asarray(self.box, dtype=np.float64).reshape(-1))
+            if len(box) != 4 or not all(math.isfinite(v) for v in box) or box[2] < box[0] or box[3] < box[1]:
+                raise ValueError(f"box must be 4 finite numbers x0, y0, x1, y1 with x0 <= x1 and y0 <= y1, "
+                                 f"got {self.box!r}")
+            object.__setattr__(self, "box", box)
+        if self.person_score is not None:
+            score = json_number(self.person_score)
+            if score is None or not 0.0 <= score <= 1.0:
+                raise ValueError(f"person_score must be a number in [0, 1], got {self.person_score!r}")
+            object.__setattr__(self, "person_score", score)
 
     @property
     def xy(self) -> np.ndarray:

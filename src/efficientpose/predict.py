@@ -11,6 +11,7 @@ import contextlib
 import errno
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from tqdm import tqdm
 
 from efficientpose.errors import EfficientPoseError, UsageError, input_error
 from efficientpose.inference.estimator import PoseEstimator, Prepared
+from efficientpose.inference.people import people_in_photo
 from efficientpose.inference.smoothing import DEFAULT_SMOOTHING, SmoothingParams
 from efficientpose.inference.tracking import find_person, roi_from_pose, track
 from efficientpose.io.atomic import check_not_input, check_writable_folder
@@ -46,6 +48,11 @@ class PredictOptions:
     batch_size: int = 8
     roi: bool = True
     search: bool = False  #: photos: search for a small person where the whole-image pose is unsure
+    #: photos: the person detector: "auto" (resolved like the pose weights; the window search if there is none),
+    #: a .tflite file, a :class:`~efficientpose.detection.Detector`, or "none"/None (the whole image, as before)
+    detector: object = "auto"
+    #: photos: None for the best person, else "all" or N: one record per person, best first, ranked
+    people: int | str | None = None
     threshold: float = DEFAULT_THRESHOLD  #: keypoints scoring below are not drawn, nor tracked from
     progress: bool | None = None  #: None: show a bar only when stderr is a terminal
     on_frame: Callable[[int], None] | None = None  #: called after each video frame with the frames done so far
@@ -55,6 +62,12 @@ class PredictOptions:
             raise UsageError(f"--threshold must be a score in [0, 1], got {self.threshold}")
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
+        self.people = people_limit(self.people)
+
+    @property
+    def detection(self) -> bool:
+        """Whether photos are searched for people (records then carry ``box`` and ``person_score``)."""
+        return not _no_detector(self.detector) or self.people is not None
 
     def output_paths(self, stem: str) -> tuple[Path | None, Path | None]:
         """(JSON, CSV) paths ``output/<stem>.json`` and ``.csv``, each None unless ``formats`` asks for it."""
@@ -235,6 +248,63 @@ def predict_video(path: Path, estimator: PoseEstimator, options: PredictOptions,
     return written
 
 
+def people_limit(value: int | str | None) -> int | None:
+    """``--people``: None (the best person, unranked), "all" (as a very large number) or N >= 1."""
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    if text == "all":
+        return sys.maxsize
+    if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
+        raise UsageError(f"--people must be 'all' or a whole number of at least 1, got {value!r}")
+    return int(text)
+
+
+def _no_detector(detector: object) -> bool:
+    return detector is None or (isinstance(detector, str) and detector.lower() == "none")
+
+
+def open_detector(detector: object, *, backend: str = "auto", threads: int | None = None) -> object | None:
+    """The person detector an option names: "none"/None -> None; "auto" -> MediaPipe's BlazePose detector, resolved
+    like the pose weights, or None with one warning when there is none anywhere and no network; a path -> that
+    file (a missing or corrupt file raises one line naming it); any other object is the detector itself. The
+    detector runs on ``backend`` (the pose model's) when it can."""
+    if _no_detector(detector):
+        return None
+    if not isinstance(detector, str | Path):
+        return detector
+    from efficientpose.detection import BlazePoseDetector
+    from efficientpose.detection.weights import DetectorUnavailable
+
+    auto = isinstance(detector, str) and detector.lower() == "auto"
+    try:
+        from efficientpose.detection.blazepose import BACKENDS
+
+        return BlazePoseDetector(None if auto else detector, backend=backend if backend in BACKENDS else "auto",
+                                 threads=threads)
+    except DetectorUnavailable as exc:
+        if not auto:
+            raise
+        warnings.warn(f"{exc}: photos are searched for people with the window search instead", stacklevel=2)
+        return None
+
+
+def image_people(paths: list[Path], estimator: PoseEstimator, detector: object | None, *, limit: int = 1,
+                 batch_size: int = 8, errors: list[EfficientPoseError] | None = None,
+                 threshold: float = DEFAULT_THRESHOLD) -> Iterator[tuple[Path, np.ndarray, list[Pose]]]:
+    """(path, RGB image, people) for every readable image, in order: at most ``limit`` people, surest first, each
+    with ``box`` and ``person_score`` (:func:`people_in_photo`; the window search where the detector finds nobody
+    or there is none); nobody found: the whole-image pose alone, ``box`` None."""
+
+    def search(image: np.ndarray, whole: Pose) -> Pose:
+        return find_person(estimator, image, whole)
+
+    for p, image, whole in image_poses(paths, estimator, batch_size, errors, threshold=threshold):
+        people = people_in_photo(image, estimator, detector, limit=limit, whole=whole, fallback=search,
+                                 threshold=threshold)
+        yield p, image, people or [whole]
+
+
 def image_poses(paths: list[Path], estimator: PoseEstimator, batch_size: int = 8,
                 errors: list[EfficientPoseError] | None = None, search: bool = False,
                 threshold: float = DEFAULT_THRESHOLD) -> Iterator[tuple[Path, np.ndarray, Pose]]:
@@ -292,18 +362,29 @@ def predict_files(inputs: Iterable[str | Path], estimator: PoseEstimator, option
         for p in (json_path, csv_path):
             if p is not None:
                 check_not_input(p, images)
-        writer = ImagePredictionsWriter(json_path, csv_path, model=estimator.variant.name, names=estimator.names)
+        ranked = options.people is not None
+        writer = ImagePredictionsWriter(json_path, csv_path, model=estimator.variant.name, names=estimator.names,
+                                        detection=options.detection, ranked=ranked)
+        if options.detection:
+            detector = open_detector(options.detector, backend=estimator.backend)
+            results = image_people(images, estimator, detector, limit=options.people or 1,
+                                   batch_size=options.batch_size, errors=report.errors, threshold=options.threshold)
+        else:
+            results = ((p, img, [pose]) for p, img, pose in image_poses(
+                images, estimator, options.batch_size, report.errors, options.search, options.threshold))
         with _bar(len(images), "images", options.progress) as bar, writer:  # committed whole, or not at all
-            for p, img, pose in image_poses(images, estimator, options.batch_size, report.errors,
-                                            options.search, options.threshold):
-                writer.add(str(p), img.shape[1], img.shape[0], pose)
+            for p, img, people in results:
+                for rank, person in enumerate(people):
+                    writer.add(str(p), img.shape[1], img.shape[0], person, person=rank if ranked else None)
                 report.images += 1
                 if options.draw:
                     target = options.output / drawn_names[p]
                     check_not_input(target, images)
+                    drawn = img
+                    for person in people:
+                        drawn = draw_pose(drawn, person, threshold=options.threshold)
                     try:
-                        report.outputs.append(save_image(target, draw_pose(img, pose, threshold=options.threshold),
-                                                         like=p))
+                        report.outputs.append(save_image(target, drawn, like=p))
                     except (OSError, ValueError) as exc:  # its record stands; the copy is reported missing
                         report.errors.append(_per_file_error(p, exc))
                 del img  # a large image is not held while the next one is decoded

@@ -153,6 +153,26 @@ def person_square(image_size: tuple[int, int], *, box: Sequence[float] | np.ndar
     return c, max(side, min_side)
 
 
+def person_box(joints: np.ndarray, annotated: np.ndarray | None = None, image_size: tuple[int, int] | None = None,
+               margin: float = CROP_MARGIN) -> Box | None:
+    """The box around a person as outputs report it: the extent of the (annotated or confident) ``joints``, grown
+    about its centre to ``margin`` x that extent along each axis, clipped to the image of ``image_size`` = (width,
+    height) if given; None when no joint is given."""
+    ok = np.ones(len(joints), bool) if annotated is None else np.asarray(annotated, dtype=bool)
+    pts = np.asarray(joints, dtype=np.float64).reshape(-1, 2)[ok]
+    pts = pts[np.isfinite(pts).all(axis=1)]
+    if not len(pts):
+        return None
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    centre, half = (lo + hi) / 2, (hi - lo) * margin / 2
+    x0, y0, x1, y1 = (*(centre - half), *(centre + half))
+    if image_size is not None:
+        w, h = image_size
+        x0, x1 = min(max(x0, 0.0), w), min(max(x1, 0.0), w)
+        y0, y1 = min(max(y0, 0.0), h), min(max(y1, 0.0), h)
+    return float(x0), float(y0), float(x1), float(y1)
+
+
 def whole_image_square(image_size: tuple[int, int]) -> tuple[np.ndarray, float]:
     """The square that letterboxes the whole image: centred, side = the longer side."""
     w, h = image_size
@@ -163,6 +183,57 @@ def square_box(center: np.ndarray, side: float) -> Box:
     """(x0, y0, x1, y1) of the square of ``side`` around ``center``."""
     cx, cy = (float(v) for v in np.asarray(center).reshape(2))
     return cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2
+
+
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Intersection over union of one box (4,) with boxes (N, 4), all x0, y0, x1, y1; 0 where either is empty."""
+    box, boxes = np.asarray(box), np.asarray(boxes).reshape(-1, 4)
+    ix = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    inter = ix * iy
+    union = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def roi_square(xy: np.ndarray, width: int, height: int, margin: float) -> Box | None:
+    """The tracking region around points: a square of their extent plus ``margin`` of it on each side (at least
+    15 % of the frame's longer side), or None when it would be as large as the frame anyway."""
+    x0, y0 = xy.min(0)
+    x1, y1 = xy.max(0)
+    side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
+    side = max(side, 0.15 * max(width, height))
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    if not np.isfinite(side) or side >= max(width, height):
+        return None
+    return (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+
+
+#: Sides of the search windows, as fractions of the frame's shorter side; neighbouring windows overlap by half.
+SEARCH_SCALES = (1.0, 0.6)
+#: At most this many search windows per scale (a 16:9 frame needs 3 and 15; a very elongated one would need one
+#: per few pixels of its length, so there the windows spread out and overlap less).
+MAX_SEARCH_WINDOWS = 32
+
+
+def search_windows(width: int, height: int, scales: tuple[float, ...] = SEARCH_SCALES,
+                   limit: int = MAX_SEARCH_WINDOWS) -> list[Box]:
+    """Overlapping square windows covering the frame at each scale (a fraction of its shorter side), at most
+    ``limit`` per scale: where to look for a person too small for a whole-frame pass."""
+    boxes: list[Box] = []
+    for scale in scales:
+        side = scale * min(width, height)
+        nx = max(1, int(np.ceil((width - side) / (side / 2))) + 1)
+        ny = max(1, int(np.ceil((height - side) / (side / 2))) + 1)
+        if nx * ny > limit:  # fewer positions along the longer axis (its count is the large one)
+            if nx >= ny:
+                ny = min(ny, limit)
+                nx = max(1, limit // ny)
+            else:
+                nx = min(nx, limit)
+                ny = max(1, limit // nx)
+        xs, ys = np.linspace(0, width - side, nx), np.linspace(0, height - side, ny)
+        boxes += [(float(x), float(y), float(x + side), float(y + side)) for y in ys for x in xs]
+    return boxes
 
 
 def crop(image: np.ndarray, box: Box | None) -> tuple[np.ndarray, tuple[int, int]]:

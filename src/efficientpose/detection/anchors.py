@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from efficientpose.codec.geometry import box_iou as iou
+
 
 @dataclass(frozen=True)
 class AnchorOptions:
@@ -99,15 +101,6 @@ def decode_boxes(raw: np.ndarray, anchors: np.ndarray, opts: DecodeOptions) -> t
         k = k[..., ::-1]
     keypoints = k / opts.scale * np.stack([aw, ah], axis=1)[:, None] + np.stack([ax, ay], axis=1)[:, None]
     return boxes, keypoints
-
-
-def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """Intersection over union of one box (4,) with boxes (N, 4), all x0, y0, x1, y1; 0 where either is empty."""
-    ix = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = ix * iy
-    union = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, score: np.ndarray,

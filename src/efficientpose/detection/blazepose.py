@@ -116,6 +116,15 @@ def _runner(backend: str, onnx: Path, threads: int | None):  # noqa: ANN202 - on
     return cls(onnx, threads)
 
 
+def _reraise_interrupt(exc: BaseException) -> None:
+    """Raise the Ctrl-C or SIGTERM behind ``exc`` (a library's import can turn one into an ImportError)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            raise seen
+        seen = seen.__cause__ or seen.__context__
+
+
 def detector_runner(tflite: Path, backend: str = "auto", threads: int | None = None):  # noqa: ANN201
     """A runner for the detector file: its cached ONNX export (made on first use) on ``backend``, or with "auto"
     the first installed of :data:`BACKENDS`. A damaged cached export is exported again."""
@@ -129,6 +138,7 @@ def detector_runner(tflite: Path, backend: str = "auto", threads: int | None = N
         try:
             return _runner(chosen, onnx, threads)
         except Exception as exc:  # noqa: BLE001 - any damage: export again
+            _reraise_interrupt(exc)
             log.warning("ignoring the unreadable cached export %s (%s)", onnx, type(exc).__name__)
             onnx.unlink(missing_ok=True)
     export_detector(tflite, onnx)
@@ -181,6 +191,7 @@ class BlazePoseDetector:
         except (WeightsError, UsageError):
             raise
         except Exception as exc:  # noqa: BLE001 - an unreadable file: one line naming it
+            _reraise_interrupt(exc)
             raise WeightsError(f"{self.path}: cannot load the person detector ({type(exc).__name__})") from None
         self.anchors = ssd_anchors(ANCHORS)
 

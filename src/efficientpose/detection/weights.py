@@ -35,6 +35,10 @@ POSE_DETECTOR = PublishedFile(
 )
 
 
+class DetectorUnavailable(WeightsError):
+    """No detector file anywhere and the download failed (no network): callers may go on without a detector."""
+
+
 def cached_file(entry: PublishedFile = POSE_DETECTOR) -> Path:
     """Where a download of ``entry`` is kept: ``$EFFICIENTPOSE_HOME/downloads/<relpath>``."""
     return home() / "downloads" / entry.relpath
@@ -65,5 +69,5 @@ def resolve_detector(path: str | os.PathLike | None = None, entry: PublishedFile
         raise
     except Exception as exc:  # noqa: BLE001 - no network, HTTP error, unwritable cache: one line either way
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise WeightsError(f"person detector {Path(entry.relpath).name} not found in {', '.join(looked)}, and "
+        raise DetectorUnavailable(f"person detector {Path(entry.relpath).name} not found in {', '.join(looked)}, and "
                            f"downloading {entry.url} failed ({reason})") from None

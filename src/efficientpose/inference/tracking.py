@@ -10,24 +10,12 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from efficientpose.codec.geometry import MAX_SEARCH_WINDOWS, SEARCH_SCALES, roi_square, search_windows  # noqa: F401
 from efficientpose.inference.estimator import PoseEstimator
 from efficientpose.inference.smoothing import DEFAULT_SMOOTHING, OneEuroFilter, SmoothingParams
 from efficientpose.inference.tracks import Finder, PeopleTracker, Person
 from efficientpose.io.video import Frame, batched
 from efficientpose.pose import DEFAULT_THRESHOLD, Box, Pose
-
-
-def _square_box(xy: np.ndarray, width: int, height: int, margin: float) -> Box | None:
-    """A square around points plus ``margin`` of their extent on each side (at least 15 % of the frame's longer
-    side), or None when it would be as large as the frame anyway."""
-    x0, y0 = xy.min(0)
-    x1, y1 = xy.max(0)
-    side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
-    side = max(side, 0.15 * max(width, height))
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    if not np.isfinite(side) or side >= max(width, height):
-        return None
-    return (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
 
 
 def roi_from_pose(pose: Pose, width: int, height: int, threshold: float = DEFAULT_THRESHOLD,
@@ -37,7 +25,7 @@ def roi_from_pose(pose: Pose, width: int, height: int, threshold: float = DEFAUL
     good = kp[:, 2] >= threshold
     if good.sum() < max(6, len(kp) // 2):
         return None
-    return _square_box(kp[good, :2], width, height, margin)
+    return roi_square(kp[good, :2], width, height, margin)
 
 
 def search_box(pose: Pose, width: int, height: int, margin: float = 0.35) -> Box | None:
@@ -45,40 +33,15 @@ def search_box(pose: Pose, width: int, height: int, margin: float = 0.35) -> Box
     half of the keypoints, which still gather on a person too small for the network to be sure of."""
     kp = pose.keypoints
     best = np.argsort(-kp[:, 2], kind="stable")[:max(6, len(kp) // 2)]
-    return _square_box(kp[best, :2], width, height, margin)
+    return roi_square(kp[best, :2], width, height, margin)
 
 
 #: While no person is tracked, a frame is searched (:func:`find_person`) at most this often, in stream seconds;
 #: each search that finds no one to track doubles the wait, up to the maximum (a large but unsure person, say).
 SEARCH_INTERVAL = 0.5
 MAX_SEARCH_INTERVAL = 4.0
-#: Sides of the search windows, as fractions of the frame's shorter side; neighbouring windows overlap by half.
-SEARCH_SCALES = (1.0, 0.6)
-#: At most this many search windows per scale (a 16:9 frame needs 3 and 15; a very elongated one would need one
-#: per few pixels of its length, so there the windows spread out and overlap less), run this many per batch.
-MAX_SEARCH_WINDOWS = 32
+#: Search windows (:func:`search_windows`) run this many per batch.
 SEARCH_BATCH = 8
-
-
-def search_windows(width: int, height: int, scales: tuple[float, ...] = SEARCH_SCALES,
-                   limit: int = MAX_SEARCH_WINDOWS) -> list[Box]:
-    """Overlapping square windows covering the frame at each scale (a fraction of its shorter side), at most
-    ``limit`` per scale."""
-    boxes: list[Box] = []
-    for scale in scales:
-        side = scale * min(width, height)
-        nx = max(1, int(np.ceil((width - side) / (side / 2))) + 1)
-        ny = max(1, int(np.ceil((height - side) / (side / 2))) + 1)
-        if nx * ny > limit:  # fewer positions along the longer axis (its count is the large one)
-            if nx >= ny:
-                ny = min(ny, limit)
-                nx = max(1, limit // ny)
-            else:
-                nx = min(nx, limit)
-                ny = max(1, limit // nx)
-        xs, ys = np.linspace(0, width - side, nx), np.linspace(0, height - side, ny)
-        boxes += [(float(x), float(y), float(x + side), float(y + side)) for y in ys for x in xs]
-    return boxes
 
 
 def find_person(estimator: PoseEstimator, image: np.ndarray, pose: Pose) -> Pose:

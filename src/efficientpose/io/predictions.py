@@ -21,7 +21,7 @@ import numpy as np
 from efficientpose.errors import InputError, input_error
 from efficientpose.io import PathLike
 from efficientpose.io.atomic import AtomicFile, CloseOrAbort, named_os_error
-from efficientpose.pose import Pose, json_number
+from efficientpose.pose import Box, Pose, json_number
 from efficientpose.skeleton import KEYPOINTS
 
 #: File names of the image outputs inside the output folder.
@@ -37,9 +37,17 @@ def keypoint_columns(names: Sequence[str] = KEYPOINTS) -> list[str]:
     return [f"{name}_{f}" for name in names for f in _FIELDS]
 
 
-def image_csv_header(names: Sequence[str] = KEYPOINTS) -> list[str]:
-    """Columns of predictions.csv."""
-    return ["file", "width", "height", *keypoint_columns(names)]
+#: The last columns of predictions.csv when people were looked for (a detector or the window search).
+PERSON_COLUMNS = ("box_x0", "box_y0", "box_x1", "box_y1", "person_score")
+#: The column before them with ``--people``: the person's rank in the image, from 0.
+RANK_COLUMN = "person"
+
+
+def image_csv_header(names: Sequence[str] = KEYPOINTS, *, detection: bool = False, ranked: bool = False) -> list[str]:
+    """Columns of predictions.csv: file, size, keypoints; with ``detection`` then the person's box and score,
+    preceded by its rank when ``ranked`` (``--people``)."""
+    extra = [*([RANK_COLUMN] if ranked else []), *PERSON_COLUMNS] if detection or ranked else []
+    return ["file", "width", "height", *keypoint_columns(names), *extra]
 
 
 def video_csv_header(names: Sequence[str] = KEYPOINTS) -> list[str]:
@@ -51,7 +59,9 @@ def video_csv_header(names: Sequence[str] = KEYPOINTS) -> list[str]:
 class ImagePrediction:
     """One record of predictions.json: the image as given, its size, the model name and the pose; ``id`` is the
     optional sample id an evaluation file may carry (``efficientpose evaluate --predictions``), else None. A
-    record whose ``keypoints`` is null or empty (no person found; ``predict`` never writes one) has pose None."""
+    record whose ``keypoints`` is null or empty (no person found; ``predict`` never writes one) has pose None.
+    ``person`` is the person's rank in its image (``predict --people``), else None; the person's ``box`` and
+    ``person_score`` are on the pose."""
 
     file: str
     width: int
@@ -59,6 +69,7 @@ class ImagePrediction:
     model: str | None
     pose: Pose | None
     id: str | None = None
+    person: int | None = None
 
 
 @dataclass
@@ -107,6 +118,10 @@ def utf8_text(value: object) -> str:
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _box_json(box: Any) -> list[float | None] | None:
+    return None if box is None else [json_number(v) for v in box]
 
 
 def _dumps(obj: Any) -> str:
@@ -170,24 +185,39 @@ class _StreamingWriter(CloseOrAbort):
 
 
 class ImagePredictionsWriter(_StreamingWriter):
-    """Writes predictions.json (a list, one record per image) and/or predictions.csv, one image at a time."""
+    """Writes predictions.json (a list, one record per image, or per person with ``ranked``) and/or
+    predictions.csv, one record at a time. With ``detection`` (people were looked for) each record also has the
+    person's ``box`` and ``person_score``; with ``ranked`` (``--people``) its rank ``person`` too."""
 
     def __init__(
         self, json_path: PathLike | None, csv_path: PathLike | None = None, *, model: str | None = None,
-        names: Sequence[str] = KEYPOINTS,
+        names: Sequence[str] = KEYPOINTS, detection: bool = False, ranked: bool = False,
     ) -> None:
         self.names, self.model = tuple(names), model
-        super().__init__(json_path, csv_path, image_csv_header(self.names))
+        self.detection, self.ranked = detection or ranked, ranked
+        super().__init__(json_path, csv_path, image_csv_header(self.names, detection=detection, ranked=ranked))
         if self._json is not None:
             self._json.file.write("[")
 
-    def add(self, file: str, width: int, height: int, pose: Pose, model: str | None = None) -> None:
-        """Append one image's record (``model`` defaults to the writer's)."""
+    def add(self, file: str, width: int, height: int, pose: Pose, model: str | None = None,
+            person: int | None = None) -> None:
+        """Append one record (``model`` defaults to the writer's; ``person``, the rank, is written when ranked)."""
         _check_pose(pose, self.names, str(file))
         file = utf8_text(file)
-        record = {"file": file, "width": int(width), "height": int(height),
-                  "model": model if model is not None else self.model, "keypoints": pose.to_dict()}
-        self._write(record, [file, int(width), int(height), *(_cell(v) for v in np.ravel(pose.keypoints))])
+        record: dict[str, Any] = {"file": file, "width": int(width), "height": int(height),
+                                  "model": model if model is not None else self.model}
+        row: list[Any] = [file, int(width), int(height), *(_cell(v) for v in np.ravel(pose.keypoints))]
+        if self.ranked:
+            rank = _int(person if person is not None else 0, Path(file), "person")
+            record["person"] = rank
+            row.append(rank)
+        if self.detection:
+            record["box"] = _box_json(pose.box)
+            record["person_score"] = json_number(pose.person_score)
+            row += [*(_cell(v) for v in (pose.box or ("nan",) * 4)), _cell(pose.person_score if
+                                                                            pose.person_score is not None else "nan")]
+        record["keypoints"] = pose.to_dict()
+        self._write(record, row)
 
     def _finish_json(self) -> str:
         return "\n]\n"
@@ -221,14 +251,20 @@ class VideoPredictionsWriter(_StreamingWriter):
 
 
 def write_image_predictions(
-    json_path: PathLike | None, predictions: Iterable[ImagePrediction], csv_path: PathLike | None = None
+    json_path: PathLike | None, predictions: Iterable[ImagePrediction], csv_path: PathLike | None = None, *,
+    detection: bool | None = None,
 ) -> list[Path]:
-    """Write a whole list of image predictions (JSON and/or CSV) atomically; returns the paths written."""
+    """Write a whole list of image predictions (JSON and/or CSV) atomically; returns the paths written.
+    ``detection`` (write ``box`` and ``person_score``) defaults to whether any record has either; records with a
+    ``person`` rank are written ranked."""
     predictions = list(predictions)
     names = tuple(predictions[0].pose.names) if predictions else KEYPOINTS
-    with ImagePredictionsWriter(json_path, csv_path, names=names) as writer:
+    ranked = any(p.person is not None for p in predictions)
+    if detection is None:
+        detection = any(p.pose.box is not None or p.pose.person_score is not None for p in predictions)
+    with ImagePredictionsWriter(json_path, csv_path, names=names, detection=detection, ranked=ranked) as writer:
         for p in predictions:
-            writer.add(p.file, p.width, p.height, p.pose, model=p.model)
+            writer.add(p.file, p.width, p.height, p.pose, model=p.model, person=p.person)
     return writer.committed
 
 
@@ -383,30 +419,76 @@ def _csv_int(cell: str, path: Path, where: str) -> int:
     return _int(value, path, where)
 
 
-def _csv_table(path: Path, lead: list[str]) -> tuple[tuple[str, ...], list[list[str]], np.ndarray]:
+def _trailing(header: list[str]) -> int:
+    """How many of the header's last columns are the person's (rank, box, score) rather than keypoints."""
+    if tuple(header[-len(PERSON_COLUMNS):]) != PERSON_COLUMNS:
+        return 0
+    return len(PERSON_COLUMNS) + (header[-len(PERSON_COLUMNS) - 1:-len(PERSON_COLUMNS)] == [RANK_COLUMN])
+
+
+def _csv_table(path: Path, lead: list[str], trail: int = 0) -> tuple[tuple[str, ...], list[list[str]], np.ndarray]:
     header, rows = _read_csv(path)
     if header[: len(lead)] != lead:
         raise input_error(path, f"CSV header must start with {','.join(lead)}; found {','.join(header[: len(lead)])}")
-    names = _names_from_columns(header[len(lead):], path)
+    end = len(header) - trail
+    names = _names_from_columns(header[len(lead):end], path)
     kp = np.empty((len(rows), len(names), 3), dtype=np.float64)
     for r, row in enumerate(rows):
         if len(row) != len(header):
             raise input_error(path, f"row {r + 2}: {len(row)} cells, expected {len(header)}")
         values = [_csv_float(c, path, f"row {r + 2} column {header[len(lead) + j]}")
-                  for j, c in enumerate(row[len(lead):])]
+                  for j, c in enumerate(row[len(lead):end])]
         kp[r] = np.asarray(values, dtype=np.float64).reshape(len(names), 3)
     return names, rows, kp
+
+
+def _box(value: Any, path: Path, where: str) -> Box | None:
+    """A record's ``box``: null, or 4 numbers x0, y0, x1, y1 with x0 <= x1 and y0 <= y1."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 4:
+        raise input_error(path, f"{where}: box must be null or [x0, y0, x1, y1], got {_short(value)}")
+    box = tuple(number(v, path, f"{where}[{i}]", nullable=False) for i, v in enumerate(value))
+    if not (box[0] <= box[2] and box[1] <= box[3]):
+        raise input_error(path, f"{where}: box {_short(value)} has x1 < x0 or y1 < y0")
+    return box
+
+
+def _person_score(value: Any, path: Path, where: str) -> float | None:
+    score = number(value, path, where)
+    if math.isnan(score):
+        return None
+    if not 0.0 <= score <= 1.0:
+        raise input_error(path, f"{where}: {_short(value)} is not a score in [0, 1]")
+    return score
+
+
+def _person_from_csv(row: list[str], trail: int, path: Path, r: int) -> tuple[int | None, Box | None, float | None]:
+    """(rank, box, person_score) from a CSV row's last ``trail`` cells."""
+    if not trail:
+        return None, None, None
+    cells = row[-trail:]
+    rank = _csv_int(cells[0], path, f"row {r + 2} person") if trail > len(PERSON_COLUMNS) else None
+    corners = cells[-len(PERSON_COLUMNS):-1]
+    box = None if all(c == "" for c in corners) else _box(
+        [_csv_float(c, path, f"row {r + 2} {n}") for c, n in zip(corners, PERSON_COLUMNS, strict=False)],
+        path, f"row {r + 2} box")
+    return rank, box, _person_score(_csv_float(cells[-1], path, f"row {r + 2} person_score"), path,
+                                    f"row {r + 2} person_score")
 
 
 def read_image_predictions(path: PathLike) -> list[ImagePrediction]:
     """Read predictions.json or predictions.csv (by suffix); model is None for CSV. InputError if malformed."""
     path = Path(path)
     if path.suffix.lower() == ".csv":
-        names, rows, kp = _csv_table(path, ["file", "width", "height"])
+        trail = _trailing(_read_csv(path)[0])
+        names, rows, kp = _csv_table(path, ["file", "width", "height"], trail)
         out = []
         for r, row in enumerate(rows):
             size = _csv_int(row[1], path, f"row {r + 2} width"), _csv_int(row[2], path, f"row {r + 2} height")
-            out.append(ImagePrediction(row[0], *size, None, Pose(kp[r], names, size)))
+            rank, box, score = _person_from_csv(row, trail, path, r)
+            out.append(ImagePrediction(row[0], *size, None, Pose(kp[r], names, size, box=box, person_score=score),
+                                       person=rank))
         return out
     data = load_json(path)
     if not isinstance(data, list):
@@ -419,13 +501,17 @@ def read_image_predictions(path: PathLike) -> list[ImagePrediction]:
         names, kp = _keypoints_from_json(keypoints, path, where) if found else ((), None)
         width = _int(_field(record, "width", path, where), path, f"{where} width")
         height = _int(_field(record, "height", path, where), path, f"{where} height")
+        box = _box(record.get("box"), path, f"{where} box")
+        score = _person_score(record.get("person_score"), path, f"{where} person_score")
+        rank = record.get("person")
         out.append(ImagePrediction(
             file=_str(_field(record, "file", path, where), path, f"{where} file"),
             width=width,
             height=height,
             model=_str(record.get("model"), path, f"{where} model", nullable=True),
-            pose=Pose(kp, names, (width, height)) if found else None,
+            pose=Pose(kp, names, (width, height), box=box, person_score=score) if found else None,
             id=_str(record.get("id"), path, f"{where} id", nullable=True),
+            person=None if rank is None else _int(rank, path, f"{where} person"),
         ))
     return out
 
