@@ -5,10 +5,13 @@ are held, subject selection and ``--person`` parsing."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from efficientpose.errors import UsageError
+from efficientpose.inference.people import as_person
 from efficientpose.inference.subject import PersonPoint, choose_subject
 from efficientpose.inference.tracking import PersonTracker
 from efficientpose.inference.tracks import (
@@ -17,9 +20,8 @@ from efficientpose.inference.tracks import (
     Person,
     Track,
     assign,
-    box_iou,
     keypoint_distance,
-    person_box,
+    pairwise_iou,
     track_people,
 )
 from efficientpose.io.video import Frame
@@ -124,28 +126,21 @@ def test_backward_retry_needs_held_frames() -> None:
         assert min(f.index for f in frames if tracker.people(f.index)) == first
 
 
-def test_a_person_cut_by_the_frame_edge_keeps_their_box_inside_it() -> None:
-    pose = body(5.0, 180.0)
-    box = person_box(pose)
-    assert box is not None and box[0] == 0.0 and box[2] > 5.0
-
-
 def test_assignment_prefers_overlap_and_close_keypoints() -> None:
-    a, b = body(100, 180), body(400, 180)
-    known = [(person_box(a), a), (person_box(b), b)]
-    moved_b, moved_a = body(405, 182), body(104, 178)
-    assert sorted(assign(known, [(person_box(moved_b), moved_b), (person_box(moved_a), moved_a)])) == [(0, 1), (1, 0)]
-    far = body(250, 60)
-    assert assign(known, [(person_box(far), far)]) == []
+    a, b = (as_person(body(x, 180)) for x in (100, 400))
+    moved_b, moved_a, far = (as_person(body(x, y)) for x, y in ((405, 182), (104, 178), (250, 60)))
+    known = [(a.box, a), (b.box, b)]
+    assert sorted(assign(known, [(moved_b.box, moved_b), (moved_a.box, moved_a)])) == [(0, 1), (1, 0)]
+    assert assign(known, [(far.box, far)]) == []
     assert keypoint_distance(a, a) == 0.0 and keypoint_distance(a, body(0, 0, 0.1)) == float("inf")
-    np.testing.assert_allclose(box_iou([[0, 0, 2, 2]], [[1, 0, 3, 2], [5, 5, 6, 6]]), [[1 / 3, 0.0]])
+    np.testing.assert_allclose(pairwise_iou([(0, 0, 2, 2)], [(1, 0, 3, 2), (5, 5, 6, 6)]), [[1 / 3, 0.0]])
 
 
 def _track(id_: int, frames: range, height: float, x: float) -> Track:
     track = Track(id_)
     for i in frames:
-        pose = body(x, 180.0)
-        track.add(i, i / 10, Person(id_, pose, (x - 10, 180 - height / 2, x + 10, 180 + height / 2), 0.9))
+        pose = replace(body(x, 180.0), box=(x - 10, 180 - height / 2, x + 10, 180 + height / 2), person_score=0.9)
+        track.add(i, i / 10, Person(id_, pose))
     return track
 
 

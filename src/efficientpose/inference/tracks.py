@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from efficientpose.codec.geometry import box_iou, roi_square
 from efficientpose.inference.estimator import PoseEstimator
+from efficientpose.inference.people import as_person, is_person
 from efficientpose.io.video import Frame, batched, held_bytes
 from efficientpose.pose import DEFAULT_THRESHOLD, Box, Pose
 
@@ -46,57 +48,25 @@ SAME_BOX = 0.6
 #: :data:`MATCH_DISTANCE` x their size.
 MATCH_IOU = 0.2
 MATCH_DISTANCE = 0.6
-#: The person box: the confident keypoints' extent, grown by this fraction of its longer side on every side.
-BOX_MARGIN = 0.1
-
-
-def confident(pose: Pose, threshold: float = DEFAULT_THRESHOLD) -> bool:
-    """Whether enough keypoints are seen to follow the person from this pose (half of them, at least 6): the
-    same rule as tracking's region (:func:`region`), without requiring the person to be smaller than the frame."""
-    return int((pose.scores >= threshold).sum()) >= max(6, len(pose.scores) // 2)
+#: The tracking region: the confident keypoints' square plus this fraction of their extent on each side (the
+#: single-person tracker's, ``tracking.roi_from_pose``).
+TRACK_MARGIN = 0.35
 
 
 def region(pose: Pose, width: int, height: int, threshold: float = DEFAULT_THRESHOLD,
-           margin: float = 0.35) -> Box | None:
+           margin: float = TRACK_MARGIN) -> Box | None:
     """Where to crop the next frame for a person: the square around the confident keypoints plus ``margin`` of
-    their extent on each side (at least 15 % of the frame's longer side); None when the pose is not
-    :func:`confident` or the square would be as large as the frame (then the whole frame)."""
-    if not confident(pose, threshold):
+    their extent on each side (:func:`~efficientpose.codec.geometry.roi_square`, as single-person tracking
+    crops); None when the pose is not a person (:func:`is_person`) or the square would be the whole frame."""
+    if not is_person(pose, threshold):
         return None
-    xy = pose.xy[pose.scores >= threshold]
-    (x0, y0), (x1, y1) = xy.min(0), xy.max(0)
-    side = max(max(x1 - x0, y1 - y0) * (1 + 2 * margin), 0.15 * max(width, height))
-    if not np.isfinite(side) or side >= max(width, height):
-        return None
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    return (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+    return roi_square(pose.xy[pose.scores >= threshold], width, height, margin)
 
 
-def person_box(pose: Pose, threshold: float = DEFAULT_THRESHOLD, margin: float = BOX_MARGIN) -> Box | None:
-    """The box (x0, y0, x1, y1) around the keypoints scoring at least ``threshold``, grown by ``margin`` x its
-    longer side on each side and clipped to the image when its size is known; None when none is seen."""
-    seen = pose.keypoints[(pose.scores >= threshold) & np.isfinite(pose.xy).all(1), :2]
-    if not len(seen):
-        return None
-    (x0, y0), (x1, y1) = seen.min(0), seen.max(0)
-    pad = margin * max(x1 - x0, y1 - y0, 1.0)
-    x0, y0, x1, y1 = x0 - pad, y0 - pad, x1 + pad, y1 + pad
-    if pose.image_size is not None:
-        w, h = pose.image_size
-        x0, y0, x1, y1 = max(x0, 0.0), max(y0, 0.0), min(x1, float(w)), min(y1, float(h))
-    return (float(x0), float(y0), float(x1), float(y1))
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise intersection over union of boxes (N, 4) and (M, 4) -> (N, M)."""
-    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-    w = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    h = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = w * h
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+def pairwise_iou(a: Sequence[Box], b: Sequence[Box]) -> np.ndarray:
+    """Intersection over union of every box of ``a`` with every box of ``b``: (len(a), len(b))."""
+    others = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    return np.array([box_iou(np.asarray(box, dtype=np.float64), others) for box in a]).reshape(len(a), len(b))
 
 
 def keypoint_distance(a: Pose, b: Pose, threshold: float = DEFAULT_THRESHOLD) -> float:
@@ -115,7 +85,7 @@ def assign(known: Sequence[tuple[Box, Pose]], found: Sequence[tuple[Box, Pose]])
     :data:`MATCH_DISTANCE` are never matched. Returns (known index, found index) pairs."""
     if not known or not found:
         return []
-    overlap = box_iou([b for b, _ in known], [b for b, _ in found])
+    overlap = pairwise_iou([b for b, _ in known], [b for b, _ in found])
     distance = np.array([[keypoint_distance(p, q) for _, q in found] for _, p in known])
     allowed = (overlap > MATCH_IOU) | (distance < MATCH_DISTANCE)
     cost = np.where(allowed, (1 - overlap) + np.minimum(distance, 10.0), 1e6)
@@ -138,13 +108,20 @@ def _centre(box: Box) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Person:
-    """One person in one frame: their ``id`` (stable through the stream), the pose, the ``box`` around it
-    (:func:`person_box`) and ``score``, the person score in [0, 1] (the pose's mean keypoint score)."""
+    """One person in one frame: their ``id`` (stable through the stream) and pose, which carries the person's
+    ``box`` and ``person_score`` (:func:`~efficientpose.inference.people.as_person`)."""
 
     id: int
     pose: Pose
-    box: Box
-    score: float
+
+    @property
+    def box(self) -> Box:
+        assert self.pose.box is not None
+        return self.pose.box
+
+    @property
+    def score(self) -> float:
+        return float(self.pose.person_score or 0.0)
 
 
 @dataclass
@@ -254,7 +231,7 @@ class PeopleTracker:
             for i, track in enumerate(active):
                 for j, frame in enumerate(frames):
                     pose = poses[i * len(frames) + j]
-                    if not confident(pose, self.threshold) or self._taken(track, frame.index, pose):
+                    if not is_person(pose, self.threshold) or self._taken(track, frame.index, pose):
                         track.lost_at = frame.time
                         self.wait = RETRY_INTERVAL  # look for them again at once
                         break
@@ -277,8 +254,8 @@ class PeopleTracker:
         assert self.find is not None
         self.detected = frame.time
         self.detections += 1
-        found = [(person_box(p, self.threshold), p) for p in self.find(frame.image) if confident(p, self.threshold)]
-        found = [(b, p) for b, p in found if b is not None]
+        found = [as_person(p, self.threshold) for p in self.find(frame.image) if is_person(p, self.threshold)]
+        found = [(p.box, p) for p in found]
         candidates = [t for t in self.tracks
                       if t.active or (t.lost_at is not None and frame.time - t.lost_at <= KEEP_LOST)]
         matches = assign([t.predicted(frame.time) for t in candidates], found)
@@ -331,7 +308,7 @@ class PeopleTracker:
                     for f in chunk]
             poses = self.estimator.predict_batch([f.image for f in chunk], rois)
             for frame, pose in zip(chunk, poses, strict=True):
-                if not confident(pose, self.threshold) or self._taken(track, frame.index, pose):
+                if not is_person(pose, self.threshold) or self._taken(track, frame.index, pose):
                     return filled
                 track.put(frame.index, frame.time, self._person(track.id, pose))
                 filled, anchor = filled + 1, frame.index
@@ -347,19 +324,17 @@ class PeopleTracker:
     # ------------------------------------------------------------------------------------------ helpers
 
     def _person(self, id: int, pose: Pose) -> Person:
-        box = person_box(pose, self.threshold)
-        assert box is not None  # a confident pose sees keypoints
-        return Person(id, pose, box, float(pose.mean_score))
+        return Person(id, as_person(pose, self.threshold))
 
     def _taken(self, track: Track | None, index: int, pose: Pose) -> bool:
         """Whether another track already has this person (the same pose) in frame ``index``."""
-        box = person_box(pose, self.threshold)
+        box = as_person(pose, self.threshold).box
         for other in self.tracks:
             if other is track or index not in other.people:
                 continue
             them = other.people[index]
             if keypoint_distance(them.pose, pose, self.threshold) < SAME_PERSON or (
-                    box is not None and box_iou(them.box, box)[0, 0] > SAME_BOX):
+                    box is not None and box_iou(np.asarray(them.box), np.asarray(box))[0] > SAME_BOX):
                 return True
         return False
 
