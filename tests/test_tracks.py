@@ -129,7 +129,7 @@ def test_backward_retry_needs_held_frames() -> None:
 def test_assignment_prefers_overlap_and_close_keypoints() -> None:
     a, b = (as_person(body(x, 180)) for x in (100, 400))
     moved_b, moved_a, far = (as_person(body(x, y)) for x, y in ((405, 182), (104, 178), (250, 60)))
-    known = [(a.box, a), (b.box, b)]
+    known = [[(a.box, a)], [(b.box, b)]]
     assert sorted(assign(known, [(moved_b.box, moved_b), (moved_a.box, moved_a)])) == [(0, 1), (1, 0)]
     assert assign(known, [(far.box, far)]) == []
     assert keypoint_distance(a, a) == 0.0 and keypoint_distance(a, body(0, 0, 0.1)) == float("inf")

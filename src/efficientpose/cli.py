@@ -63,6 +63,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         output=args.output, formats=formats, draw=args.draw, smooth=args.smooth,
         smoothing=SmoothingParams(args.min_cutoff, args.beta, args.d_cutoff), batch_size=args.batch_size,
         roi=args.roi, search=args.search, threshold=args.threshold, detector=args.detector, people=args.people,
+        person=args.person,
     )
     estimator = _estimator(args)
     if args.camera is not None:
@@ -363,11 +364,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="photos: where the whole-image pose is unsure, search for a smaller person in "
                         "overlapping crops (about 20 extra passes for such a photo; default off)")
     p.add_argument("--detector", default="auto", metavar="FILE|none",
-                   help="photos: MediaPipe's person detector (default: the cache, then "
+                   help="photos and videos: MediaPipe's person detector (default: the cache, then "
                         "$EFFICIENTPOSE_WEIGHTS_DIR/mediapipe/pose_detection.tflite, then a verified download; "
-                        "without one, the window search); 'none': the whole image, as the authors ran it")
+                        "without one, the window search); 'none': the whole image, as the authors ran it (videos: "
+                        "today's single-person tracking)")
     p.add_argument("--people", metavar="all|N",
-                   help="photos: one record per person (all, or the N surest), best first, ranked by 'person'")
+                   help="photos: one record per person (all, or the N surest), best first, ranked by 'person'; "
+                        "videos: also list everyone tracked (at most N at once) with stable ids in each frame")
+    p.add_argument("--person", metavar="X,Y[@SECONDS]",
+                   help="videos: the subject is whoever stands at pixel X,Y (at SECONDS into the video; default: "
+                        "the first frame where anyone does) instead of the person tracked longest and largest")
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                    help="score below which a keypoint is not drawn (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=8, help="images/frames per forward pass")

@@ -79,18 +79,27 @@ def keypoint_distance(a: Pose, b: Pose, threshold: float = DEFAULT_THRESHOLD) ->
     return float(np.linalg.norm(a.xy[both] - b.xy[both], axis=1).mean() / max(size, 1.0))
 
 
-def assign(known: Sequence[tuple[Box, Pose]], found: Sequence[tuple[Box, Pose]]) -> list[tuple[int, int]]:
-    """Match found people to known ones: cost (1 - box IoU) + keypoint distance, solved by
-    ``scipy.optimize.linear_sum_assignment``; pairs that neither overlap by :data:`MATCH_IOU` nor lie within
-    :data:`MATCH_DISTANCE` are never matched. Returns (known index, found index) pairs."""
+def assign(known: Sequence[Sequence[tuple[Box, Pose]]], found: Sequence[tuple[Box, Pose]]) -> list[tuple[int, int]]:
+    """Match found people to known ones, each known person given as one or more (box, pose) guesses (where they
+    were, where their velocity takes them; the closest guess counts): cost (1 - box IoU) + keypoint distance,
+    solved by ``scipy.optimize.linear_sum_assignment``; pairs that neither overlap by :data:`MATCH_IOU` nor lie
+    within :data:`MATCH_DISTANCE` are never matched. Returns (known index, found index) pairs."""
     if not known or not found:
         return []
-    overlap = pairwise_iou([b for b, _ in known], [b for b, _ in found])
-    distance = np.array([[keypoint_distance(p, q) for _, q in found] for _, p in known])
+    boxes = [b for b, _ in found]
+    overlap = np.array([pairwise_iou([b for b, _ in guesses], boxes).max(0) for guesses in known])
+    distance = np.array([[min(keypoint_distance(p, q) for _, p in guesses) for _, q in found] for guesses in known])
     allowed = (overlap > MATCH_IOU) | (distance < MATCH_DISTANCE)
     cost = np.where(allowed, (1 - overlap) + np.minimum(distance, 10.0), 1e6)
     rows, cols = linear_sum_assignment(cost)
     return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if allowed[r, c]]
+
+
+def same_person(a: Person, b: Person, threshold: float = DEFAULT_THRESHOLD) -> bool:
+    """Whether two people in neighbouring frames are one: boxes overlapping by :data:`MATCH_IOU` or keypoints
+    within :data:`MATCH_DISTANCE`."""
+    return bool(pairwise_iou([a.box], [b.box])[0, 0] > MATCH_IOU
+                or keypoint_distance(a.pose, b.pose, threshold) < MATCH_DISTANCE)
 
 
 def _moved(box: Box, step: np.ndarray) -> Box:
@@ -171,12 +180,14 @@ class Track:
         box = region(self.people[self.last].pose, width, height, threshold)
         return None if box is None else _moved(box, self.velocity * min(time - self.times[self.last], 0.5))
 
-    def predicted(self, time: float) -> tuple[Box, Pose]:
-        """The last box and pose moved on by the velocity to ``time`` (at most :data:`PREDICT_AHEAD` seconds on)."""
+    def guesses(self, time: float) -> list[tuple[Box, Pose]]:
+        """Where the person may be at ``time``: the last box and pose, and both moved on by the velocity (at most
+        :data:`PREDICT_AHEAD` seconds on)."""
         last = self.people[self.last]
         step = self.velocity * min(time - self.times[self.last], PREDICT_AHEAD)
         moved = last.pose.keypoints + [step[0], step[1], 0.0]
-        return _moved(last.box, step), Pose(moved, last.pose.names, last.pose.image_size, last.pose.roi)
+        return [(last.box, last.pose),
+                (_moved(last.box, step), Pose(moved, last.pose.names, last.pose.image_size, last.pose.roi))]
 
     def size(self) -> float:
         """The sum over its frames of the person's height (box height): longer and larger tracks score more."""
@@ -258,7 +269,7 @@ class PeopleTracker:
         found = [(p.box, p) for p in found]
         candidates = [t for t in self.tracks
                       if t.active or (t.lost_at is not None and frame.time - t.lost_at <= KEEP_LOST)]
-        matches = assign([t.predicted(frame.time) for t in candidates], found)
+        matches = assign([t.guesses(frame.time) for t in candidates], found)
         gained: list[Track] = []
         for k, f in matches:
             track, pose = candidates[k], found[f][1]
@@ -276,8 +287,10 @@ class PeopleTracker:
                 continue
             if sum(t.active for t in self.tracks) >= self.max_people:
                 break
-            gained.append(self.start(frame, pose))
-            new += 1
+            track = self.start(frame, pose)
+            joined = self._join(track, candidates)
+            gained.append(joined)
+            new += joined is track
         self.wait = RETRY_INTERVAL if new else min(2 * self.wait, REDETECT_INTERVAL)
         return gained
 
@@ -313,6 +326,24 @@ class PeopleTracker:
                 track.put(frame.index, frame.time, self._person(track.id, pose))
                 filled, anchor = filled + 1, frame.index
         return filled
+
+    def _join(self, track: Track, candidates: Sequence[Track]) -> Track:
+        """A new track whose first frame (after its backward retry) continues a lost person's last one is that
+        person: its frames join theirs. Returns the track the frames now belong to."""
+        first = min(track.people)
+        for other in candidates:
+            if other.active or other is track or not other.people or other.last >= first:
+                continue
+            if track.times[first] - other.times[other.last] <= KEEP_LOST and same_person(
+                    other.people[other.last], track.people[first], self.threshold):
+                for index in sorted(track.people):
+                    other.put(index, track.times[index], Person(other.id, track.people[index].pose))
+                other.lost_at, other.velocity = None, track.velocity
+                self.tracks.remove(track)
+                if track.id == self.next_id - 1:
+                    self.next_id -= 1  # ids stay consecutive
+                return other
+        return track
 
     def forget(self, time: float) -> None:
         """For a live stream: keep only each person's latest frame, and drop people lost for longer than
