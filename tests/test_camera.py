@@ -135,10 +135,11 @@ class Window:
 
 
 def run(reader: VideoReader, estimator: PoseEstimator, out: Path, monkeypatch: pytest.MonkeyPatch,
-        formats: tuple[str, ...] = ("json", "csv")) -> int:
+        formats: tuple[str, ...] = ("json", "csv"), detector: str = "none") -> int:
+    """The webcam loop on ``reader``; single-person tracking (``--detector none``, as ``track``) unless told."""
     asked = plug_in(monkeypatch, reader)
     try:
-        code = camera.run_camera(INDEX, estimator, PredictOptions(output=out, formats=formats))
+        code = camera.run_camera(INDEX, estimator, PredictOptions(output=out, formats=formats, detector=detector))
     except KeyboardInterrupt:  # would otherwise stop the whole pytest session
         pytest.fail("run_camera let KeyboardInterrupt escape")
     assert asked == [INDEX]
@@ -292,7 +293,7 @@ def test_camera_that_stops_delivering_raises_but_keeps_what_it_recorded(
     reader = StandIn(clip[0], stop_at=m, error=gone)
     plug_in(monkeypatch, reader)
     with pytest.raises(InputError, match="stopped delivering frames at frame 3"):
-        camera.run_camera(INDEX, estimator, PredictOptions(output=tmp_path, formats=("json", "csv")))
+        camera.run_camera(INDEX, estimator, PredictOptions(output=tmp_path, formats=("json", "csv"), detector="none"))
     assert reader.released
     check_outputs(tmp_path, m, direct, frames)
 

@@ -7,6 +7,7 @@ per frame; :func:`track` is the thin generator for files. Used by the predict jo
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -163,7 +164,7 @@ class PersonTracker:
             return pose
         xy = self.filter(pose.xy, time, pose.scores)
         xy = np.where(np.isfinite(xy), xy, pose.xy)
-        return Pose(np.column_stack([xy, pose.scores]), pose.names, pose.image_size, pose.roi)
+        return replace(pose, keypoints=np.column_stack([xy, pose.scores]))
 
 
 def empty_pose(names: Sequence[str], image_size: tuple[int, int]) -> Pose:
