@@ -33,11 +33,17 @@ REDETECT_INTERVAL = 1.0
 RETRY_INTERVAL = 0.25
 #: A lost person keeps their id this long (stream seconds): found again within it, they are the same person.
 KEEP_LOST = 3.0
+#: The only person lost, found again within :data:`KEEP_LOST` at most this many of their heights per second
+#: (a brisk walk) from where they were lost, keeps their id (they left the tracker's sight, e.g. jumping down).
+REACH = 1.5
 #: A lost person is looked for where their velocity takes them, for at most this many seconds.
 PREDICT_AHEAD = 1.0
 #: Frames held for backward retries (offline files only): at most this many seconds and bytes of pixels.
 BACKTRACK_SECONDS = 3.0
 BACKTRACK_BYTES = 256 * 2**20
+#: Keypoints a newly found person must show (scoring at least the threshold) before they are followed: a
+#: detector's or the window search's false person rarely does.
+START_KEYPOINTS = 12
 #: Most people tracked at once.
 MAX_PEOPLE = 8
 #: Two poses whose matched keypoints lie closer than this fraction of their size, or whose boxes overlap by
@@ -51,6 +57,12 @@ MATCH_DISTANCE = 0.6
 #: The tracking region: the confident keypoints' square plus this fraction of their extent on each side (the
 #: single-person tracker's, ``tracking.roi_from_pose``).
 TRACK_MARGIN = 0.35
+
+
+def sure(pose: Pose, threshold: float = DEFAULT_THRESHOLD) -> bool:
+    """Whether a found pose is sure enough to start following someone new: :data:`START_KEYPOINTS` keypoints
+    scoring ``threshold`` (the issue's "found"); following on needs only :func:`is_person`."""
+    return int((pose.scores >= threshold).sum()) >= min(START_KEYPOINTS, len(pose.scores))
 
 
 def region(pose: Pose, width: int, height: int, threshold: float = DEFAULT_THRESHOLD,
@@ -107,6 +119,14 @@ def _moved(box: Box, step: np.ndarray) -> Box:
     return (box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy)
 
 
+def _reachable(lost: Track, track: Track, first: int) -> bool:
+    """Whether the person of ``lost`` could be where ``track`` starts (frame ``first``), at :data:`REACH`."""
+    then, here = lost.people[lost.last], track.people[first]
+    dt = track.times[first] - lost.times[lost.last]
+    height = max(_height(then.box), _height(here.box), 1.0)
+    return bool(np.hypot(*(_centre(here.box) - _centre(then.box))) <= height * (0.5 + REACH * dt))
+
+
 def _height(box: Box) -> float:
     return float(box[3] - box[1])
 
@@ -153,12 +173,7 @@ class Track:
         return self.lost_at is None
 
     def add(self, index: int, time: float, person: Person) -> None:
-        """Record the person at frame ``index`` as followed there; updates the box centre's velocity."""
-        if self.people and index > self.last:
-            previous, dt = self.people[self.last], time - self.times[self.last]
-            if 0 < dt <= 0.5:
-                step = (_centre(person.box) - _centre(previous.box)) / dt
-                self.velocity = 0.5 * self.velocity + 0.5 * step
+        """Record the person at frame ``index`` as followed there."""
         self.put(index, time, person)
         self.lost_at = None
 
@@ -169,6 +184,20 @@ class Track:
         self.people[index] = person
         self.times[index] = time
         self.heights += _height(person.box)
+        self._velocity()
+
+    def _velocity(self, frames: int = 5, seconds: float = 0.5) -> None:
+        """The box centre's velocity: the slope of a line through its last few frames (at most ``frames``,
+        within ``seconds`` of the last); zero from a single frame."""
+        recent = sorted(self.people)[-frames:]
+        recent = [i for i in recent if self.times[recent[-1]] - self.times[i] <= seconds]
+        if len(recent) < 2:
+            self.velocity = np.zeros(2)
+            return
+        t = np.array([self.times[i] for i in recent])
+        c = np.array([_centre(self.people[i].box) for i in recent])
+        t = t - t.mean()
+        self.velocity = (t[:, None] * (c - c.mean(0))).sum(0) / max(float((t * t).sum()), 1e-9)
 
     def forget(self, keep: int = 1) -> None:
         """Drop all but the latest ``keep`` frames (a live stream keeps no history); :meth:`size` is kept."""
@@ -283,7 +312,7 @@ class PeopleTracker:
         matched = {f for _, f in matches}
         new = 0
         for f, (_, pose) in enumerate(found):
-            if f in matched or self._taken(None, frame.index, pose):
+            if f in matched or not sure(pose, self.threshold) or self._taken(None, frame.index, pose):
                 continue
             if sum(t.active for t in self.tracks) >= self.max_people:
                 break
@@ -328,22 +357,27 @@ class PeopleTracker:
         return filled
 
     def _join(self, track: Track, candidates: Sequence[Track]) -> Track:
-        """A new track whose first frame (after its backward retry) continues a lost person's last one is that
-        person: its frames join theirs. Returns the track the frames now belong to."""
+        """A new track that is a lost person found again joins their track (its frames become theirs): when its
+        first frame (after the backward retry) continues their last one (:func:`same_person`), or, failing that,
+        when they are the only person lost (within :data:`KEEP_LOST`) who could have walked there (:data:`REACH`).
+        Returns the track the frames now belong to."""
         first = min(track.people)
-        for other in candidates:
-            if other.active or other is track or not other.people or other.last >= first:
-                continue
-            if track.times[first] - other.times[other.last] <= KEEP_LOST and same_person(
-                    other.people[other.last], track.people[first], self.threshold):
-                for index in sorted(track.people):
-                    other.put(index, track.times[index], Person(other.id, track.people[index].pose))
-                other.lost_at, other.velocity = None, track.velocity
-                self.tracks.remove(track)
-                if track.id == self.next_id - 1:
-                    self.next_id -= 1  # ids stay consecutive
-                return other
-        return track
+        lost = [o for o in candidates if not o.active and o is not track and o.people and o.last < first
+                and track.times[first] - o.times[o.last] <= KEEP_LOST]
+        here = track.people[first]
+        chosen = next((o for o in lost if same_person(o.people[o.last], here, self.threshold)), None)
+        if chosen is None:
+            reachable = [o for o in lost if _reachable(o, track, first)]
+            chosen = reachable[0] if len(reachable) == 1 else None
+        if chosen is None:
+            return track
+        for index in sorted(track.people):
+            chosen.put(index, track.times[index], Person(chosen.id, track.people[index].pose))
+        chosen.lost_at = None
+        self.tracks.remove(track)
+        if track.id == self.next_id - 1:
+            self.next_id -= 1  # ids stay consecutive
+        return chosen
 
     def forget(self, time: float) -> None:
         """For a live stream: keep only each person's latest frame, and drop people lost for longer than
