@@ -135,3 +135,46 @@ def test_detector_none_is_todays_video_output(crossing: dict, tmp_path: Path, mo
     np.testing.assert_array_equal(read_video_predictions(tmp_path / "crossing.json").keypoints, np.array(direct))
     header = (tmp_path / "crossing.csv").read_text(encoding="utf-8").splitlines()[0]
     assert not header.endswith("person_score")
+
+
+def test_two_people_keep_their_ids(data_dir: Path, tmp_path: Path) -> None:
+    """LSP im0001 walking towards LSP im0013, who stands: each keeps one id and their own keypoints."""
+    (a, ta), (b, tb) = lsp_photo(data_dir, 1), lsp_photo(data_dir, 13)
+    bg = background(data_dir, 1)
+    frames, truths = [], {0: [], 1: []}
+    for cx in np.linspace(90, 330, 24):
+        frame = bg.copy()
+        truths[0].append(paste(frame, a, ta, 160, cx, 185)[0])
+        truths[1].append(paste(frame, b, tb, 170, 500, 180)[0])
+        frames.append(frame)
+    data = run(write(tmp_path / "two.mp4", frames), tmp_path, "--people", "all")
+    ids: dict[int, set[int]] = {0: set(), 1: set()}
+    for i, f in enumerate(data["frames"]):
+        for p in f["people"]:
+            err = {k: np.nanmedian(lsp_errors([p], np.array([truths[k][i]]))) for k in ids}
+            who = min(err, key=err.get)
+            assert err[who] < 15, err  # on one of the two people
+            ids[who].add(p["id"])
+    assert len(ids[0]) == len(ids[1]) == 1 and ids[0] != ids[1], ids
+    assert sum(len(f["people"]) == 2 for f in data["frames"]) >= 22
+
+
+def test_a_panning_camera_and_a_person_leaving_at_the_edge(data_dir: Path, tmp_path: Path) -> None:
+    """A 640 x 360 window panning across a still 1440 x 360 photo (a person pasted in it) until the person is half
+    out of the frame: followed throughout, and at the edge the keypoints in view are kept."""
+    photo, truth = lsp_photo(data_dir, 9)
+    wide = background(data_dir, 0, (1440, H))
+    t, box = paste(wide, photo, truth, 170, 700, 185)
+    half = (box[2] - box[0]) / 2
+    starts = np.linspace(250, 700 - half * 0.4, 30).round().astype(int)  # the person from x = 450 to 30 % out
+    frames = [np.ascontiguousarray(wide[:, x:x + W]) for x in starts]
+    data = run(write(tmp_path / "pan.mp4", frames), tmp_path)
+    records = data["frames"]
+    truths = np.array([t - [x, 0] for x in starts])
+    assert all(r["box"] is not None for r in records)  # never lost, the camera moving 15 px a frame
+    err = lsp_errors(records, truths)
+    inside = (truths[..., 0] >= 0) & (truths[..., 0] < W)
+    scores = np.array([keypoints(r)[LSP_INDEX, 2] for r in records])
+    assert np.median(err[inside]) < 10, np.median(err[inside])
+    edge = inside[-1]  # the last frame: the joints still in view are found, where they are
+    assert 0 < edge.sum() < 14 and (scores[-1][edge] >= 0.3).mean() >= 0.7 and np.median(err[-1][edge]) < 12

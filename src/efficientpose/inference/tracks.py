@@ -44,6 +44,10 @@ BACKTRACK_BYTES = 256 * 2**20
 #: Keypoints a newly found person must show (scoring at least the threshold) before they are followed: a
 #: detector's or the window search's false person rarely does.
 START_KEYPOINTS = 12
+#: A followed person cut off by the frame's edge (a keypoint within EDGE x the frame's longer side of it) is
+#: still followed while this many keypoints are in view (half the body leaving the frame).
+EDGE = 0.05
+EDGE_KEYPOINTS = 5
 #: Most people tracked at once.
 MAX_PEOPLE = 8
 #: Two poses whose matched keypoints lie closer than this fraction of their size, or whose boxes overlap by
@@ -54,6 +58,9 @@ SAME_BOX = 0.6
 #: :data:`MATCH_DISTANCE` x their size.
 MATCH_IOU = 0.2
 MATCH_DISTANCE = 0.6
+#: The tracking crop is at least this many times the person's largest box of their last SIZE_FRAMES frames.
+MIN_CROP = 1.2
+SIZE_FRAMES = 10
 #: The tracking region: the confident keypoints' square plus this fraction of their extent on each side (the
 #: single-person tracker's, ``tracking.roi_from_pose``).
 TRACK_MARGIN = 0.35
@@ -63,6 +70,19 @@ def sure(pose: Pose, threshold: float = DEFAULT_THRESHOLD) -> bool:
     """Whether a found pose is sure enough to start following someone new: :data:`START_KEYPOINTS` keypoints
     scoring ``threshold`` (the issue's "found"); following on needs only :func:`is_person`."""
     return int((pose.scores >= threshold).sum()) >= min(START_KEYPOINTS, len(pose.scores))
+
+
+def follows(pose: Pose, threshold: float = DEFAULT_THRESHOLD) -> bool:
+    """Whether a followed person is still there: :func:`is_person`, or, cut off by the frame's edge (a confident
+    keypoint within :data:`EDGE` of it), at least :data:`EDGE_KEYPOINTS` keypoints in view."""
+    if is_person(pose, threshold):
+        return True
+    seen = pose.xy[pose.scores >= threshold]
+    if len(seen) < EDGE_KEYPOINTS or pose.image_size is None:
+        return False
+    w, h = pose.image_size
+    margin = EDGE * max(w, h)
+    return bool((seen.min(0) < margin).any() or seen[:, 0].max() > w - margin or seen[:, 1].max() > h - margin)
 
 
 def region(pose: Pose, width: int, height: int, threshold: float = DEFAULT_THRESHOLD,
@@ -204,10 +224,24 @@ class Track:
         for index in sorted(self.people)[:-keep]:
             del self.people[index], self.times[index]
 
-    def crop(self, time: float, width: int, height: int, threshold: float) -> Box | None:
-        """Where to look for the person at ``time``: the region around the last pose, moved on by the velocity."""
-        box = region(self.people[self.last].pose, width, height, threshold)
-        return None if box is None else _moved(box, self.velocity * min(time - self.times[self.last], 0.5))
+    def crop(self, time: float, width: int, height: int, threshold: float, index: int | None = None) -> Box | None:
+        """Where to look for the person at ``time``: the region around their pose in frame ``index`` (default the
+        last), at least :data:`MIN_CROP` x the largest box of their last :data:`SIZE_FRAMES` frames (a pose that
+        lost its legs does not shrink the crop that would find them again), moved on by the velocity."""
+        index = self.last if index is None else index
+        box = region(self.people[index].pose, width, height, threshold)
+        if box is None:
+            return None
+        recent = sorted(self.people)[-SIZE_FRAMES:]
+        least = MIN_CROP * max(max(b[2] - b[0], b[3] - b[1]) for b in (self.people[i].box for i in recent))
+        side = box[2] - box[0]
+        if side < least:
+            if least >= max(width, height):
+                return None
+            grow = (least - side) / 2
+            box = (box[0] - grow, box[1] - grow, box[2] + grow, box[3] + grow)
+        dt = time - self.times[index]
+        return _moved(box, self.velocity * float(np.clip(dt, -0.5, 0.5)))
 
     def guesses(self, time: float) -> list[tuple[Box, Pose]]:
         """Where the person may be at ``time``: the last box and pose, and both moved on by the velocity (at most
@@ -271,7 +305,7 @@ class PeopleTracker:
             for i, track in enumerate(active):
                 for j, frame in enumerate(frames):
                     pose = poses[i * len(frames) + j]
-                    if not is_person(pose, self.threshold) or self._taken(track, frame.index, pose):
+                    if not follows(pose, self.threshold) or self._taken(track, frame.index, pose):
                         track.lost_at = frame.time
                         self.wait = RETRY_INTERVAL  # look for them again at once
                         break
@@ -334,7 +368,7 @@ class PeopleTracker:
         self.backtrack(track, frame.index)
         return track
 
-    def backtrack(self, track: Track, index: int, batch: int = 2) -> int:
+    def backtrack(self, track: Track, index: int, batch: int = 1) -> int:
         """Retry the held frames before ``index`` backwards for ``track``, from its pose there (moved back by its
         velocity), until the pose is not confident, the frame already has this person, or no frame is held;
         returns how many frames it filled."""
@@ -345,12 +379,10 @@ class PeopleTracker:
         while earlier:
             chunk, earlier = earlier[:batch], earlier[batch:]
             h, w = chunk[0].image.shape[:2]
-            box = region(track.people[anchor].pose, w, h, self.threshold)
-            rois = [None if box is None else _moved(box, track.velocity * (f.time - track.times[anchor]))
-                    for f in chunk]
+            rois = [track.crop(f.time, w, h, self.threshold, anchor) for f in chunk]
             poses = self.estimator.predict_batch([f.image for f in chunk], rois)
             for frame, pose in zip(chunk, poses, strict=True):
-                if not is_person(pose, self.threshold) or self._taken(track, frame.index, pose):
+                if not follows(pose, self.threshold) or self._taken(track, frame.index, pose):
                     return filled
                 track.put(frame.index, frame.time, self._person(track.id, pose))
                 filled, anchor = filled + 1, frame.index
