@@ -178,3 +178,72 @@ def test_a_panning_camera_and_a_person_leaving_at_the_edge(data_dir: Path, tmp_p
     assert np.median(err[inside]) < 10, np.median(err[inside])
     edge = inside[-1]  # the last frame: the joints still in view are found, where they are
     assert 0 < edge.sum() < 14 and (scores[-1][edge] >= 0.3).mean() >= 0.7 and np.median(err[-1][edge]) < 12
+
+
+# --------------------------------------------------------------------------------------------- the real two-people clip
+
+
+@pytest.fixture(scope="module")
+def two_people(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Frames 30-77 of the real two-people clip at half size (884 x 496): the man jumping on a box at the left,
+    the woman walking in from the right at frame 39."""
+    folder = tmp_path_factory.mktemp("two_people")
+    frames = [cv2.resize(f.image, (884, 496), interpolation=cv2.INTER_AREA)
+              for f in VideoReader(data_dir / "video" / "two_people_jumping_walking.mp4") if 30 <= f.index < 78]
+    with VideoWriter(folder / "two_people.mp4", 30.0) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return folder / "two_people.mp4"
+
+
+def sides(data: dict) -> dict[str, set[int]]:
+    """The ids given to the people on the left (the man, x < 450) and the right (the woman)."""
+    out: dict[str, set[int]] = {"man": set(), "woman": set()}
+    for f in data["frames"]:
+        for p in f["people"]:
+            x0, _, x1, _ = p["box"]
+            out["man" if (x0 + x1) / 2 < 450 else "woman"].add(p["id"])
+    return out
+
+
+def test_people_all_on_the_real_clip_keeps_one_id_each(two_people: Path, tmp_path: Path) -> None:
+    data = run(two_people, tmp_path / "all", "--people", "all", "--format", "both")
+    ids = sides(data)
+    assert len(ids["man"]) == len(ids["woman"]) == 1 and ids["man"] != ids["woman"], ids
+    frames = data["frames"]
+    assert sum(len(f["people"]) == 2 for f in frames) >= 0.8 * (len(frames) - 9)  # both, once she is in
+    for f in frames:  # the schema: every person has an id, a box, a person score and the 16 keypoints
+        assert all(set(p) == {"id", "box", "person_score", "keypoints"} and len(p["keypoints"]) == 16
+                   and 0 <= p["person_score"] <= 1 for p in f["people"])
+    # the subject is the person tracked longest and largest: the largest sum of box heights
+    heights: dict[int, float] = {}
+    for f in frames:
+        for p in f["people"]:
+            heights[p["id"]] = heights.get(p["id"], 0.0) + p["box"][3] - p["box"][1]
+    assert data["subject"] == max(heights, key=heights.get)
+    for f in frames:  # the frame's own keypoints are the subject's
+        mine = [p for p in f["people"] if p["id"] == data["subject"]]
+        expected = (mine[0]["box"], mine[0]["keypoints"]) if mine else (None, f["keypoints"])
+        assert (f["box"], f["keypoints"]) == expected
+    read = read_video_predictions(tmp_path / "all" / "two_people.json")
+    assert read.subject == data["subject"] and len(read.people) == len(frames)
+    assert [[i for i, _ in people] for people in read.people] == [[p["id"] for p in f["people"]] for f in frames]
+    csv = read_video_predictions(tmp_path / "all" / "two_people.csv")  # the CSV holds the subject
+    np.testing.assert_array_equal(csv.keypoints, read.keypoints)
+    np.testing.assert_array_equal(csv.boxes, read.boxes)
+
+    man = run(two_people, tmp_path / "man", "--people", "all", "--person", "320,120@0.3")
+    assert man["subject"] == next(iter(ids["man"]))
+    woman = run(two_people, tmp_path / "woman", "--person", "720,350@1.0")  # the default output: subject only
+    assert "people" not in woman["frames"][0] and "subject" not in woman
+    kp = np.array([keypoints(f) for f in woman["frames"]])
+    theirs = np.array([keypoints(f) for f in data["frames"]]) if data["subject"] in ids["woman"] else None
+    assert np.nanmedian(kp[15:, :, 0]) > 450  # on the woman, once she is in
+    if theirs is not None:
+        np.testing.assert_array_equal(kp, theirs)
+
+
+@pytest.mark.parametrize("value", ["1,2@x", "a,b", "-5,3", "1,2,3", "nan,1"])
+def test_bad_person_points_exit_2(value: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["predict", str(tmp_path / "clip.mp4"), f"--person={value}", "--output", str(tmp_path)]) == 2
+    assert "--person" in capsys.readouterr().err
