@@ -183,10 +183,12 @@ class Track:
     lost_at: float | None = None  #: stream time the pose stopped being confident; None while followed
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  #: box centre, pixels per second
     heights: float = 0.0  #: the sum of the person's box heights over every frame recorded
+    last: int = -1  #: the latest frame recorded
 
-    @property
-    def last(self) -> int:
-        return max(self.people)
+    def recent(self, count: int, span: int = 4) -> list[int]:
+        """The latest ``count`` frames recorded, in order (looked for among the last ``span`` x ``count`` frame
+        indices, so that a long track costs no more than a short one)."""
+        return [i for i in range(self.last - span * count, self.last + 1) if i in self.people][-count:]
 
     @property
     def active(self) -> bool:
@@ -204,12 +206,13 @@ class Track:
         self.people[index] = person
         self.times[index] = time
         self.heights += _height(person.box)
+        self.last = max(self.last, index)
         self._velocity()
 
     def _velocity(self, frames: int = 5, seconds: float = 0.5) -> None:
         """The box centre's velocity: the slope of a line through its last few frames (at most ``frames``,
         within ``seconds`` of the last); zero from a single frame."""
-        recent = sorted(self.people)[-frames:]
+        recent = self.recent(frames)
         recent = [i for i in recent if self.times[recent[-1]] - self.times[i] <= seconds]
         if len(recent) < 2:
             self.velocity = np.zeros(2)
@@ -219,7 +222,7 @@ class Track:
         t = t - t.mean()
         self.velocity = (t[:, None] * (c - c.mean(0))).sum(0) / max(float((t * t).sum()), 1e-9)
 
-    def forget(self, keep: int = 1) -> None:
+    def forget(self, keep: int = SIZE_FRAMES) -> None:
         """Drop all but the latest ``keep`` frames (a live stream keeps no history); :meth:`size` is kept."""
         for index in sorted(self.people)[:-keep]:
             del self.people[index], self.times[index]
@@ -232,7 +235,7 @@ class Track:
         box = region(self.people[index].pose, width, height, threshold)
         if box is None:
             return None
-        recent = sorted(self.people)[-SIZE_FRAMES:]
+        recent = self.recent(SIZE_FRAMES)
         least = MIN_CROP * max(max(b[2] - b[0], b[3] - b[1]) for b in (self.people[i].box for i in recent))
         side = box[2] - box[0]
         if side < least:
@@ -412,7 +415,7 @@ class PeopleTracker:
         return chosen
 
     def forget(self, time: float) -> None:
-        """For a live stream: keep only each person's latest frame, and drop people lost for longer than
+        """For a live stream: keep only each person's latest frames, and drop people lost for longer than
         :data:`KEEP_LOST` at ``time`` (memory stays bounded however long the stream runs)."""
         self.tracks = [t for t in self.tracks if t.lost_at is None or time - t.lost_at <= KEEP_LOST]
         for track in self.tracks:
