@@ -2,7 +2,7 @@
 crop policies on it (issue 13).
 
     python benchmarks/small_person.py build --out DIR            # deterministic; ~1000 JPEGs, never committed
-    python benchmarks/small_person.py measure --root DIR --model rt --policies whole,search,detector,refine
+    python benchmarks/small_person.py measure --root DIR --model rt --policies default,whole
 
 ``build`` writes DIR in LSP's layout (``images/im0001.jpg`` ... and ``joints.mat``, MATLAB coordinates), so
 ``efficientpose evaluate --dataset lsp --root DIR --split train`` scores it exactly as it scores LSP (PCK with
@@ -106,15 +106,16 @@ def build(out: Path, lsp: Path, coco: Path, seed: int) -> None:
 
 # ---- crop policies ----
 
-POLICIES = ("whole", "search", "detector", "confirmed", "staged", "staged-all")
+POLICIES = ("default", "whole", "search", "detector", "confirmed", "staged", "staged-all")
 
 
 def measure(root: Path, model: str, policies: list[str], limit: int | None, detector_path: str | None,
-            split: str = "train") -> dict:
+            split: str = "train", backend: str = "openvino", threads: int | None = 1) -> dict:
     """PCK@0.2 and ms per image of each crop policy (``inference.people``); where a policy finds nobody, the
     whole-image pose is kept.
 
-    whole: today's default (the whole image); search: today's ``--search``; detector: the best detection on the
+    default: ``predict``'s default photo path (:func:`efficientpose.predict.image_people`); whole: the whole image
+    (``--detector none``); search: ``--detector none --search``; detector: the best detection on the
     whole image, its crop; confirmed: the pose on the crops of the two best detections on the whole image, the
     surest kept; staged: :func:`find_people` (whole image, then windows while no pose is sure); staged-all: the
     same, always through every pass."""
@@ -126,10 +127,12 @@ def measure(root: Path, model: str, policies: list[str], limit: int | None, dete
     from efficientpose.inference.people import crop_from_detection, find_people
     from efficientpose.inference.tracking import find_person, roi_from_pose
     from efficientpose.io.images import read_image
+    from efficientpose.predict import image_people
 
     samples = read_lsp(root, split)[:limit]
-    est = PoseEstimator(model)
-    det = BlazePoseDetector(detector_path)
+    est = PoseEstimator(model, backend=backend, threads=threads)
+    det = BlazePoseDetector(detector_path, backend=backend if backend in ("openvino", "onnxruntime") else "auto",
+                            threads=threads)
     preds: dict[str, dict] = {p: {} for p in policies}
     seconds = dict.fromkeys(policies, 0.0)
     nobody = dict.fromkeys(policies, 0)
@@ -140,7 +143,9 @@ def measure(root: Path, model: str, policies: list[str], limit: int | None, dete
         for policy in policies:
             t0 = time.perf_counter()
             pose = None
-            if policy == "search":
+            if policy == "default":
+                pose = next(image_people([Path(sample.image)], est, det, batch_size=1))[2][0]
+            elif policy == "search":
                 whole = est.predict(image)
                 pose = whole if roi_from_pose(whole, w, h) is not None else find_person(est, image, whole)
             elif policy == "detector":
@@ -196,12 +201,15 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--split", default="train", help="train for the generated set or plain LSP's training half")
     m.add_argument("--limit", type=int)
     m.add_argument("--detector")
+    m.add_argument("--backend", default="openvino", help="of the pose model and the detector")
+    m.add_argument("--threads", type=int, default=1)
     m.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     if args.cmd == "build":
         build(args.out, args.lsp, args.coco, args.seed)
         return 0
-    result = measure(args.root, args.model, args.policies.split(","), args.limit, args.detector, args.split)
+    result = measure(args.root, args.model, args.policies.split(","), args.limit, args.detector, args.split,
+                     args.backend, args.threads)
     print(json.dumps(result, indent=1))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))

@@ -143,11 +143,28 @@ def _evaluate_report(args: argparse.Namespace, samples: list, model: str | None 
         if path.suffix != ".tflite":
             raise UsageError(f"--pipeline authors needs the authors' {tflite.relpath}, not {path}")
         poses = predict_samples_authors(samples, path, variant.normalization.name)
+    elif getattr(args, "detector", "none").lower() != "none":
+        poses = _photo_path_poses(args, samples, model)
     else:
         from efficientpose.evaluation.samples import predict_samples
 
         poses = predict_samples(samples, _estimator(args, model), batch_size=args.batch_size)
     return evaluate(samples, poses, alpha=args.alpha, dataset=dataset)
+
+
+def _photo_path_poses(args: argparse.Namespace, samples: list, model: str | None) -> dict:
+    """``evaluate --detector``: each whole-image sample through predict's default photo path (the person detector,
+    the pose's confirmation, the window search), as ``predict`` writes it."""
+    from efficientpose.evaluation.samples import person_box
+    from efficientpose.predict import image_people, open_detector
+
+    if any(person_box(s) is not None for s in samples):
+        raise UsageError(f"--detector scores whole images as predict sees them; {args.dataset} samples come with a "
+                         "person box (use --detector none)")
+    estimator = _estimator(args, model)
+    detector = open_detector(args.detector, backend=estimator.backend)
+    found = image_people([Path(s.image) for s in samples], estimator, detector, batch_size=args.batch_size)
+    return {s.id: people[0] for s, (_, _, people) in zip(samples, found, strict=True)}
 
 
 def _samples(args: argparse.Namespace) -> list:
@@ -336,6 +353,9 @@ def _add_eval_args(p: argparse.ArgumentParser, dataset_required: bool) -> None:
     p.add_argument("--flip", action="store_true")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--alpha", type=float, help="threshold fraction (default 0.5 for PCKh, 0.2 for PCK)")
+    p.add_argument("--detector", default="none", metavar="FILE|auto|none",
+                   help="none (default): the benchmark protocol (whole LSP images, dataset crops); auto or FILE: "
+                        "whole images through predict's default photo path with this person detector")
 
 
 def build_parser() -> argparse.ArgumentParser:
