@@ -115,8 +115,10 @@ def test_a_small_person_crossing_the_frame_is_followed(crossing: dict, tmp_path:
 
 
 def test_an_occlusion_gap_leaves_a_gap_and_the_same_id(crossing: dict, tmp_path: Path) -> None:
-    data = run(crossing["hidden"], tmp_path, "--people", "all")
+    data = run(crossing["hidden"], tmp_path, "--people", "all", "--draw")
     frames = data["frames"]
+    drawn = VideoReader(tmp_path / "hidden_pose.mp4")  # drawn in a second pass, every frame
+    assert (drawn.width, drawn.height, sum(1 for _ in drawn)) == (W, H, 30)
     seen = [i for i, f in enumerate(frames) if f["box"] is not None]
     assert not set(seen) & set(range(12, 18))  # nobody while hidden: no box, no keypoints
     assert all(np.isnan(keypoints(frames[i])[:, :2]).all() and frames[i]["people"] == [] for i in range(12, 18))

@@ -341,7 +341,7 @@ def video_people(path: Path, reader: VideoReader, estimator: PoseEstimator, opti
     filters: dict[int, OneEuroFilter] = {}
     size = (reader.width, reader.height)
     empty = empty_pose(estimator.names, size)
-    poses: dict[int, Pose] = {}
+    shown: dict[int, list[Pose]] = {}  # what --draw draws: the subject, or everyone with --people
     with writer(detection=True, people=listed, subject=None if subject is None else subject.id) as out:
         for index, time in seen:
             everyone = {p.id: p.pose for p in tracker.people(index)}
@@ -352,13 +352,15 @@ def video_people(path: Path, reader: VideoReader, estimator: PoseEstimator, opti
             pose = everyone.get(subject.id, empty) if subject is not None else empty
             out.add(index, time, pose, sorted(everyone.items()))
             if drawn is not None:
-                poses[index] = pose
+                shown[index] = list(everyone.values()) if listed else [pose]
     written = list(out.committed)
     if drawn is not None:
         with drawn:
             for frame in reader:  # a second pass: the subject was known only at the end
-                drawn.write(draw_pose(frame.image, poses.get(frame.index, empty), threshold=options.threshold,
-                                      in_place=True), consume=True)
+                image = frame.image
+                for pose in shown.get(frame.index, []):
+                    image = draw_pose(image, pose, threshold=options.threshold, in_place=True)
+                drawn.write(image, consume=True)
     return written, out.count
 
 
