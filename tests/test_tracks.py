@@ -71,7 +71,7 @@ class World:
             out.append(body(*inside[0]) if inside else body(W / 2, H / 2, 0.05))
         return out
 
-    def find(self, image: np.ndarray) -> list[Pose]:
+    def find(self, image: np.ndarray, followed=()) -> list[Pose]:  # noqa: ANN001
         return [body(*c) for c in self.visible(image)]
 
 
@@ -118,7 +118,7 @@ def test_backward_retry_needs_held_frames() -> None:
     (nothing held), the person starts at frame 11."""
     world = World({"a": line(100, 500, 180, 24)})
     misses = World(world.paths)
-    misses.find = lambda image: [] if image[0, 0, 0] < 6 else world.find(image)  # type: ignore[method-assign]
+    misses.find = lambda image, followed: [] if image[0, 0, 0] < 6 else world.find(image)  # type: ignore[method-assign]
     for backtrack, first in ((3.0, 0), (0.0, 11)):
         tracker = PeopleTracker(world, misses.find, backtrack=backtrack)
         frames = world.frames()

@@ -12,7 +12,7 @@ import errno
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
@@ -34,7 +34,7 @@ from efficientpose.io.images import read_image
 from efficientpose.io.inputs import expand_inputs
 from efficientpose.io.predictions import IMAGE_CSV_NAME, IMAGE_JSON_NAME, ImagePredictionsWriter, VideoPredictionsWriter
 from efficientpose.io.video import VideoReader, VideoWriter, batched, held_bytes
-from efficientpose.pose import DEFAULT_THRESHOLD, Pose
+from efficientpose.pose import DEFAULT_THRESHOLD, Box, Pose
 
 T = TypeVar("T")
 
@@ -281,26 +281,35 @@ def video_finder(estimator: PoseEstimator, detector: object | None, threshold: f
                  limit: int = MAX_PEOPLE) -> Finder:
     """The finder video tracking (re-)detects people with. Unlike a photo's (:func:`people_in_photo`), it looks
     for everyone, not the surest person: detections on the whole frame and in windows (:data:`VIDEO_WINDOWS`),
-    merged, the best :data:`VIDEO_CONFIRM` confirmed by the pose. Without a detector, or where it finds nobody,
-    :func:`people_in_photo`'s way (the whole-frame pose, then the window search)."""
+    merged, the best :data:`VIDEO_CONFIRM` of those not centred in a followed person's box confirmed by the pose.
+    Where it detects nobody (or there is no detector) and nobody is followed, :func:`people_in_photo`'s way (the
+    whole-frame pose, then the window search)."""
 
     def search(image: np.ndarray, whole: Pose) -> Pose:
         return find_person(estimator, image, whole)
 
-    def find(image: np.ndarray) -> list[Pose]:
+    def find(image: np.ndarray, followed: Sequence[Box] = ()) -> list[Pose]:
         if detector is not None:
             found: list = list(detector(image))  # type: ignore[operator]
             for scales in VIDEO_WINDOWS:
                 found = distinct_detections(found + detect_in_windows(detector, image, scales))
                 if found:
                     break
-            pairs = confirm_by_pose(estimator, image, found, count=min(limit, VIDEO_CONFIRM))
-            people = [pose for _, pose in pairs if is_person(pose, threshold)]
-            if people:
-                return people
+            new = [d for d in found if not any(_inside(d.box, box) for box in followed)]  # no pose for those
+            pairs = confirm_by_pose(estimator, image, new, count=min(limit, VIDEO_CONFIRM))
+            if found:  # the detector saw people: the new ones the pose confirms
+                return [pose for _, pose in pairs if is_person(pose, threshold)]
+        if followed:  # the costly window search only while nobody is followed
+            return []
         return people_in_photo(image, estimator, detector, limit=limit, fallback=search, threshold=threshold)
 
     return find
+
+
+def _inside(box: Box, outer: Box) -> bool:
+    """Whether the centre of ``box`` lies inside ``outer``."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return outer[0] <= cx <= outer[2] and outer[1] <= cy <= outer[3]
 
 
 def distinct_detections(detections: list) -> list:

@@ -5,7 +5,7 @@ to the known people (:func:`assign`: box overlap and keypoint distance, Hungaria
 stream are still held, retries the frames before a person was found or found again backwards from there
 (:meth:`PeopleTracker.backtrack`), so a track has no gap the pose could have filled.
 
-The finder is injected (``find(image) -> poses, surest first``) so that this module needs no detector: the
+The finder is injected (``find(image, followed) -> poses, surest first``) so that this module needs no detector: the
 application layer (``predict.py``, ``camera.py``) builds it from ``efficientpose.detection``."""
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from efficientpose.inference.people import as_person, is_person
 from efficientpose.io.video import Frame, batched, held_bytes
 from efficientpose.pose import DEFAULT_THRESHOLD, Box, Pose
 
-#: A finder: every person it can confirm in one RGB frame, as poses in the frame's pixels, surest first.
-Finder = Callable[[np.ndarray], Sequence[Pose]]
+#: A finder: every person it can confirm in one RGB frame, as poses in the frame's pixels, surest first. It is
+#: also given the boxes of the people followed surely in that frame; it may leave them out (they need no pose).
+Finder = Callable[[np.ndarray, Sequence[Box]], Sequence[Pose]]
 
 #: While people are tracked, the finder still runs this often (stream seconds) to catch people coming in.
 REDETECT_INTERVAL = 1.0
@@ -89,8 +90,9 @@ def region(pose: Pose, width: int, height: int, threshold: float = DEFAULT_THRES
            margin: float = TRACK_MARGIN) -> Box | None:
     """Where to crop the next frame for a person: the square around the confident keypoints plus ``margin`` of
     their extent on each side (:func:`~efficientpose.codec.geometry.roi_square`, as single-person tracking
-    crops); None when the pose is not a person (:func:`is_person`) or the square would be the whole frame."""
-    if not is_person(pose, threshold):
+    crops); None when the person is not followed from this pose (:func:`follows`) or the square would be the
+    whole frame."""
+    if not follows(pose, threshold):
         return None
     return roi_square(pose.xy[pose.scores >= threshold], width, height, margin)
 
@@ -209,18 +211,20 @@ class Track:
         self.last = max(self.last, index)
         self._velocity()
 
-    def _velocity(self, frames: int = 5, seconds: float = 0.5) -> None:
-        """The box centre's velocity: the slope of a line through its last few frames (at most ``frames``,
-        within ``seconds`` of the last); zero from a single frame."""
+    def _velocity(self, frames: int = 5, seconds: float = 0.5, threshold: float = DEFAULT_THRESHOLD) -> None:
+        """The person's velocity (pixels per second): the median over its last few steps (at most ``frames``
+        frames, within ``seconds`` of the last) of the median motion of the keypoints seen in both frames of a
+        step (a box's centre moves when a limb is lost or found; the keypoints seen do not); zero without a step."""
         recent = self.recent(frames)
         recent = [i for i in recent if self.times[recent[-1]] - self.times[i] <= seconds]
-        if len(recent) < 2:
-            self.velocity = np.zeros(2)
-            return
-        t = np.array([self.times[i] for i in recent])
-        c = np.array([_centre(self.people[i].box) for i in recent])
-        t = t - t.mean()
-        self.velocity = (t[:, None] * (c - c.mean(0))).sum(0) / max(float((t * t).sum()), 1e-9)
+        steps = []
+        for a, b in zip(recent, recent[1:], strict=False):
+            pa, pb = self.people[a].pose, self.people[b].pose
+            both = (pa.scores >= threshold) & (pb.scores >= threshold)
+            dt = self.times[b] - self.times[a]
+            if both.sum() >= 3 and dt > 0:
+                steps.append(np.median(pb.xy[both] - pa.xy[both], axis=0) / dt)
+        self.velocity = np.median(steps, axis=0) if steps else np.zeros(2)
 
     def forget(self, keep: int = SIZE_FRAMES) -> None:
         """Drop all but the latest ``keep`` frames (a live stream keeps no history); :meth:`size` is kept."""
@@ -331,7 +335,9 @@ class PeopleTracker:
         assert self.find is not None
         self.detected = frame.time
         self.detections += 1
-        found = [as_person(p, self.threshold) for p in self.find(frame.image) if is_person(p, self.threshold)]
+        followed = [t.people[frame.index].box for t in self.tracks  # the sure ones need no fresh look
+                    if frame.index in t.people and sure(t.people[frame.index].pose, self.threshold)]
+        found = [as_person(p, self.threshold) for p in self.find(frame.image, followed) if is_person(p, self.threshold)]
         found = [(p.box, p) for p in found]
         candidates = [t for t in self.tracks
                       if t.active or (t.lost_at is not None and frame.time - t.lost_at <= KEEP_LOST)]
