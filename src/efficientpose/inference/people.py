@@ -37,6 +37,8 @@ FILLS_SCORE = 0.3
 #: replaces the whole-image pose only when its mean keypoint score is higher by ``BIG_MARGIN``.
 BIG = 0.6
 BIG_MARGIN = 0.1
+#: What each other detection pass that found a person in the same place adds to a crop pose's mean log score.
+VOTE = 0.2
 #: Two people whose boxes overlap more than this are one.
 SAME_PERSON_IOU = 0.5
 
@@ -153,23 +155,45 @@ def fills_image(pose: Pose, width: int, height: int, threshold: float = DEFAULT_
             and _span(pose, threshold) >= FILLS * max(width, height))
 
 
+Found = tuple[int, Box, Pose]  #: (detection pass, the detection's crop, a pose of that person)
+
+
 def _candidates(detector: Detector, estimator: Estimator, image: np.ndarray, whole: Pose,
-                threshold: float) -> tuple[list[Pose], bool]:
-    """Crop poses of the detections, pass by pass (:data:`STAGES`), and whether the best whole-image detection is a
-    person filling the photo (:data:`BIG`), in which case only the first window pass runs, and only while no pose
-    is a person."""
+                threshold: float) -> tuple[list[Found], bool]:
+    """Poses of the detected people, pass by pass (:data:`STAGES`): for each confirmed detection the pose on its crop
+    and the pose on the training crop around that pose (:func:`crop_from_pose`); and whether the best whole-image
+    detection is a person filling the photo (:data:`BIG`), in which case only the first window pass runs, and only
+    while no pose is a person."""
     height, width = image.shape[:2]
-    poses: list[Pose] = []
+    found: list[Found] = []
     big = False
     for n, scales in enumerate(STAGES):
-        if n and big and (n > 1 or is_person(whole, threshold) or any(is_person(p, threshold) for p in poses)):
+        if n and big and (n > 1 or is_person(whole, threshold) or any(is_person(p, threshold) for *_, p in found)):
             break
         detections = detect_in_windows(detector, image, scales) if scales else list(detector(image))
         if n == 0 and detections:
             x0, y0, x1, y1 = detections[0].person_box()
             big = max(x1 - x0, y1 - y0) >= BIG * max(width, height)
-        poses += [pose for _, pose in confirm_by_pose(estimator, image, detections)]
-    return poses, big
+        confirmed = confirm_by_pose(estimator, image, detections)
+        crops = [crop_from_detection(d) for d, _ in confirmed]
+        found += [(n, box, pose) for box, (_, pose) in zip(crops, confirmed, strict=True)]
+        again = [(box, crop_from_pose(pose, threshold)) for box, (_, pose) in zip(crops, confirmed, strict=True)]
+        again = [(box, roi) for box, roi in again if roi is not None]
+        if again:
+            poses = estimator.predict_batch([image] * len(again), [roi for _, roi in again])
+            found += [(n, box, pose) for (box, _), pose in zip(again, poses, strict=True)]
+    return found, big
+
+
+def _surest(found: list[Found]) -> Pose:
+    """The pose to keep: the highest mean log keypoint score plus :data:`VOTE` for every other pass that detected a
+    person in the same place (crops overlapping by more than :data:`MERGE_IOU`): a person is found at several
+    scales, a pattern in the background mostly at one."""
+    def support(n: int, box: Box) -> int:
+        others = {b for m, b, _ in found if m != n}
+        return int((box_iou(np.asarray(box), np.asarray(list(others))) > MERGE_IOU).sum()) if others else 0
+
+    return max(found, key=lambda item: _log_score(item[2]) + VOTE * support(item[0], item[1]))[2]
 
 
 def people_in_photo(image: np.ndarray, estimator: Estimator, detector: Detector | None, *, limit: int = 1,
@@ -179,9 +203,9 @@ def people_in_photo(image: np.ndarray, estimator: Estimator, detector: Detector 
     when nobody is found (the caller keeps the whole-image pose, ``box`` None).
 
     ``whole`` is the whole-image pose if already computed. One person wanted: a whole-image pose that fills the
-    photo (:func:`fills_image`) is the person; otherwise the crops of the detector's people pass by pass
-    (:func:`_candidates`), the surest by mean log score, replace the whole-image pose if their mean score is higher
-    (by :data:`BIG_MARGIN` when the person fills the photo). With no detector, or nobody detected,
+    photo (:func:`fills_image`) is the person; otherwise the poses of the detector's people pass by pass
+    (:func:`_candidates`), the surest of them (:func:`_surest`) replacing the whole-image pose if its mean score is
+    higher (by :data:`BIG_MARGIN` when the person fills the photo). With no detector, or nobody detected,
     ``fallback(image, whole)`` (the window search) is tried. Several people: every confirmed person
     (:func:`is_person`), distinct by box. Measurements: ``docs/detection.md``."""
     height, width = image.shape[:2]
@@ -189,16 +213,17 @@ def people_in_photo(image: np.ndarray, estimator: Estimator, detector: Detector 
         whole = estimator.predict_batch([image])[0]
     if limit == 1 and fills_image(whole, width, height, threshold):
         return [as_person(whole, threshold)]
-    poses, big = _candidates(detector, estimator, image, whole, threshold) if detector is not None else ([], False)
-    if not poses and fallback is not None:
-        poses = [fallback(image, whole)]
-        if not is_person(poses[0], threshold) and not is_person(whole, threshold):
+    found, big = _candidates(detector, estimator, image, whole, threshold) if detector is not None else ([], False)
+    if not found and fallback is not None:
+        searched = fallback(image, whole)
+        found = [(0, searched.roi or (0.0, 0.0, float(image.shape[1]), float(image.shape[0])), searched)]
+        if not is_person(searched, threshold) and not is_person(whole, threshold):
             return []
-    if not poses:
+    if not found:
         return [as_person(whole, threshold)] if is_person(whole, threshold) else []
+    best = _surest(found)
     if limit > 1:
-        people = [as_person(p, threshold) for p in [*poses, whole] if is_person(p, threshold)]
-        return _distinct(people)[:limit] or [as_person(max(poses, key=_log_score), threshold)]
-    best = max(poses, key=_log_score)
+        people = [as_person(p, threshold) for p in [best, *(p for *_, p in found), whole] if is_person(p, threshold)]
+        return _distinct(people)[:limit] or [as_person(best, threshold)]
     return [as_person(best if best.mean_score > whole.mean_score + (BIG_MARGIN if big else 0.0) else whole,
                       threshold)]
