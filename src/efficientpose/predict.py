@@ -272,7 +272,7 @@ def predict_video(path: Path, estimator: PoseEstimator, options: PredictOptions,
 
 #: Video (re-)detection: the detector on the whole frame and on overlapping windows of the frame's shorter side
 #: (it misses people under about half its input: a walker a third of a 720p frame high is found in windows); the
-#: finer windows only when that finds nobody; the pose confirms at most this many detections.
+#: finer windows only while the pose confirms nobody new; the pose confirms at most this many detections a pass.
 VIDEO_WINDOWS = ((1.0,), (0.6,))
 VIDEO_CONFIRM = 4
 
@@ -280,8 +280,9 @@ VIDEO_CONFIRM = 4
 def video_finder(estimator: PoseEstimator, detector: object | None, threshold: float = DEFAULT_THRESHOLD,
                  limit: int = MAX_PEOPLE) -> Finder:
     """The finder video tracking (re-)detects people with. Unlike a photo's (:func:`people_in_photo`), it looks
-    for everyone, not the surest person: detections on the whole frame and in windows (:data:`VIDEO_WINDOWS`),
-    merged, the best :data:`VIDEO_CONFIRM` of those not centred in a followed person's box confirmed by the pose.
+    for everyone, not the surest person: detections on the whole frame and in windows (:data:`VIDEO_WINDOWS`, the
+    finer only while nobody new is confirmed), merged, the best :data:`VIDEO_CONFIRM` of those not centred in a
+    followed person's box confirmed by the pose.
     Where it detects nobody (or there is no detector) and nobody is followed, :func:`people_in_photo`'s way (the
     whole-frame pose, then the window search)."""
 
@@ -291,14 +292,19 @@ def video_finder(estimator: PoseEstimator, detector: object | None, threshold: f
     def find(image: np.ndarray, followed: Sequence[Box] = ()) -> list[Pose]:
         if detector is not None:
             found: list = list(detector(image))  # type: ignore[operator]
-            for scales in VIDEO_WINDOWS:
+            tried: list = []
+            people: list[Pose] = []
+            for scales in VIDEO_WINDOWS:  # finer windows while the pose confirms nobody new
                 found = distinct_detections(found + detect_in_windows(detector, image, scales))
-                if found:
+                new = [d for d in found if all(d is not t for t in tried)
+                       and not any(_inside(d.box, box) for box in followed)]
+                pairs = confirm_by_pose(estimator, image, new, count=min(limit, VIDEO_CONFIRM))
+                tried += [d for d, _ in pairs]
+                people += [pose for _, pose in pairs if is_person(pose, threshold)]
+                if people:
                     break
-            new = [d for d in found if not any(_inside(d.box, box) for box in followed)]  # no pose for those
-            pairs = confirm_by_pose(estimator, image, new, count=min(limit, VIDEO_CONFIRM))
             if found:  # the detector saw people: the new ones the pose confirms
-                return [pose for _, pose in pairs if is_person(pose, threshold)]
+                return people
         if followed:  # the costly window search only while nobody is followed
             return []
         return people_in_photo(image, estimator, detector, limit=limit, fallback=search, threshold=threshold)

@@ -45,6 +45,9 @@ BACKTRACK_BYTES = 256 * 2**20
 #: Keypoints a newly found person must show (scoring at least the threshold) before they are followed: a
 #: detector's or the window search's false person rarely does.
 START_KEYPOINTS = 12
+#: ... or a person whose mean keypoint score is at least this (a small walker's crop: 10 keypoints, mean 0.32; the
+#: false person the window search found in a landscape: 8 keypoints, mean 0.27).
+START_SCORE = 0.3
 #: A followed person cut off by the frame's edge (a keypoint within EDGE x the frame's longer side of it) is
 #: still followed while this many keypoints are in view (half the body leaving the frame).
 EDGE = 0.05
@@ -59,18 +62,23 @@ SAME_BOX = 0.6
 #: :data:`MATCH_DISTANCE` x their size.
 MATCH_IOU = 0.2
 MATCH_DISTANCE = 0.6
-#: The tracking crop is at least this many times the person's largest box of their last SIZE_FRAMES frames.
-MIN_CROP = 1.2
+#: The tracking crop: the confident keypoints' square plus this fraction of their extent on each side, 1.25 x the
+#: extent, as the training crop (``codec/geometry.py``, ``CROP_MARGIN``); and at least MIN_CROP x the person's
+#: largest box (itself 1.25 x their extent) of their last SIZE_FRAMES frames. Looser crops lose small people: on
+#: four made side-view clips (``benchmarks/video_people.py``) the frames found went 96 -> 186 of 300 from the
+#: single-person tracker's 1.7 x (margin 0.35, at least 1.2 x the box) to this.
+TRACK_MARGIN = 0.125
+MIN_CROP = 1.0
 SIZE_FRAMES = 10
-#: The tracking region: the confident keypoints' square plus this fraction of their extent on each side (the
-#: single-person tracker's, ``tracking.roi_from_pose``).
-TRACK_MARGIN = 0.35
 
 
 def sure(pose: Pose, threshold: float = DEFAULT_THRESHOLD) -> bool:
     """Whether a found pose is sure enough to start following someone new: :data:`START_KEYPOINTS` keypoints
-    scoring ``threshold`` (the issue's "found"); following on needs only :func:`is_person`."""
-    return int((pose.scores >= threshold).sum()) >= min(START_KEYPOINTS, len(pose.scores))
+    scoring ``threshold`` (the issue's "found"), or a person (:func:`is_person`) whose mean keypoint score is at
+    least :data:`START_SCORE`; following on needs only :func:`is_person`."""
+    seen = int((pose.scores >= threshold).sum())
+    return seen >= min(START_KEYPOINTS, len(pose.scores)) or (is_person(pose, threshold)
+                                                                and pose.mean_score >= START_SCORE)
 
 
 def follows(pose: Pose, threshold: float = DEFAULT_THRESHOLD) -> bool:
@@ -87,13 +95,14 @@ def follows(pose: Pose, threshold: float = DEFAULT_THRESHOLD) -> bool:
 
 
 def region(pose: Pose, width: int, height: int, threshold: float = DEFAULT_THRESHOLD,
-           margin: float = TRACK_MARGIN) -> Box | None:
+           margin: float | None = None) -> Box | None:
     """Where to crop the next frame for a person: the square around the confident keypoints plus ``margin`` of
-    their extent on each side (:func:`~efficientpose.codec.geometry.roi_square`, as single-person tracking
-    crops); None when the person is not followed from this pose (:func:`follows`) or the square would be the
+    their extent on each side (default :data:`TRACK_MARGIN`; :func:`~efficientpose.codec.geometry.roi_square`);
+    None when the person is not followed from this pose (:func:`follows`) or the square would be the
     whole frame."""
     if not follows(pose, threshold):
         return None
+    margin = TRACK_MARGIN if margin is None else margin
     return roi_square(pose.xy[pose.scores >= threshold], width, height, margin)
 
 
