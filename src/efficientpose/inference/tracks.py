@@ -154,7 +154,8 @@ def _reachable(lost: Track, track: Track, first: int) -> bool:
     """Whether the person of ``lost`` could be where ``track`` starts (frame ``first``), at :data:`REACH`."""
     then, here = lost.people[lost.last], track.people[first]
     dt = track.times[first] - lost.times[lost.last]
-    height = max(_height(then.box), _height(here.box), 1.0)
+    seen = [_height(lost.people[i].box) for i in lost.recent(SIZE_FRAMES)]  # a last pose may have lost the legs
+    height = max(*seen, _height(here.box), 1.0)
     return bool(np.hypot(*(_centre(here.box) - _centre(then.box))) <= height * (0.5 + REACH * dt))
 
 
