@@ -281,8 +281,8 @@ def video_finder(estimator: PoseEstimator, detector: object | None, threshold: f
                  limit: int = MAX_PEOPLE) -> Finder:
     """The finder video tracking (re-)detects people with. Unlike a photo's (:func:`people_in_photo`), it looks
     for everyone, not the surest person: detections on the whole frame and in windows (:data:`VIDEO_WINDOWS`, the
-    finer only while nobody new is confirmed), merged, the best :data:`VIDEO_CONFIRM` of those not centred in a
-    followed person's box confirmed by the pose.
+    finer only while nobody is followed and nobody new is confirmed), merged, the best :data:`VIDEO_CONFIRM` of
+    those not centred in a followed person's box confirmed by the pose.
     Where it detects nobody (or there is no detector) and nobody is followed, :func:`people_in_photo`'s way (the
     whole-frame pose, then the window search)."""
 
@@ -294,7 +294,9 @@ def video_finder(estimator: PoseEstimator, detector: object | None, threshold: f
             found: list = list(detector(image))  # type: ignore[operator]
             tried: list = []
             people: list[Pose] = []
-            for scales in VIDEO_WINDOWS:  # finer windows while the pose confirms nobody new
+            for n, scales in enumerate(VIDEO_WINDOWS):  # finer windows while the pose confirms nobody new
+                if n and followed:  # people followed: the periodic look for newcomers stays coarse
+                    break
                 found = distinct_detections(found + detect_in_windows(detector, image, scales))
                 new = [d for d in found if all(d is not t for t in tried)
                        and not any(_inside(d.box, box) for box in followed)]

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from efficientpose.codec.geometry import box_iou, roi_square
 from efficientpose.inference.estimator import PoseEstimator
@@ -134,6 +133,11 @@ def assign(known: Sequence[Sequence[tuple[Box, Pose]]], found: Sequence[tuple[Bo
     distance = np.array([[min(keypoint_distance(p, q) for _, p in guesses) for _, q in found] for guesses in known])
     allowed = (overlap > MATCH_IOU) | (distance < MATCH_DISTANCE)
     cost = np.where(allowed, (1 - overlap) + np.minimum(distance, 10.0), 1e6)
+    if min(cost.shape) == 1:  # one on either side: the cheapest pair is the assignment (no scipy import)
+        r, c = np.unravel_index(int(np.argmin(cost)), cost.shape)
+        return [(int(r), int(c))] if allowed[r, c] else []
+    from scipy.optimize import linear_sum_assignment  # imported when needed: it takes a while
+
     rows, cols = linear_sum_assignment(cost)
     return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if allowed[r, c]]
 
