@@ -114,7 +114,7 @@ def test_csv_download(done_session: dict, tmp_path: Path) -> None:
     info.value.save_as(path)
     assert info.value.suggested_filename == "squats_front-csv.csv"
     rows = list(csv.reader(io.StringIO(path.read_text())))
-    assert rows[0] == video_csv_header() and len(rows) == 66
+    assert rows[0] == video_csv_header(detection=True) and len(rows) == 66  # the subject, with its box
     assert [int(r[0]) for r in rows[1:]] == list(range(65))
     head_y = [float(r[3]) for r in rows[1:] if r[3]]
     assert len(head_y) > 60 and all(0 < y < 1280 for y in head_y)

@@ -135,10 +135,11 @@ class Window:
 
 
 def run(reader: VideoReader, estimator: PoseEstimator, out: Path, monkeypatch: pytest.MonkeyPatch,
-        formats: tuple[str, ...] = ("json", "csv")) -> int:
+        formats: tuple[str, ...] = ("json", "csv"), detector: str = "none") -> int:
+    """The webcam loop on ``reader``; single-person tracking (``--detector none``, as ``track``) unless told."""
     asked = plug_in(monkeypatch, reader)
     try:
-        code = camera.run_camera(INDEX, estimator, PredictOptions(output=out, formats=formats))
+        code = camera.run_camera(INDEX, estimator, PredictOptions(output=out, formats=formats, detector=detector))
     except KeyboardInterrupt:  # would otherwise stop the whole pytest session
         pytest.fail("run_camera let KeyboardInterrupt escape")
     assert asked == [INDEX]
@@ -292,7 +293,7 @@ def test_camera_that_stops_delivering_raises_but_keeps_what_it_recorded(
     reader = StandIn(clip[0], stop_at=m, error=gone)
     plug_in(monkeypatch, reader)
     with pytest.raises(InputError, match="stopped delivering frames at frame 3"):
-        camera.run_camera(INDEX, estimator, PredictOptions(output=tmp_path, formats=("json", "csv")))
+        camera.run_camera(INDEX, estimator, PredictOptions(output=tmp_path, formats=("json", "csv"), detector="none"))
     assert reader.released
     check_outputs(tmp_path, m, direct, frames)
 
@@ -349,3 +350,17 @@ def test_cli_missing_camera_is_a_one_line_error(tmp_path: Path, capsys: pytest.C
                      "or it is in use)"], err
     assert not (tmp_path / "out").exists()  # nothing written when there is no camera
 
+
+
+def test_the_webcam_follows_the_subject_with_the_person_detector(clip: tuple, estimator: PoseEstimator,
+                                                                 tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default (person detection): forward only, every frame has the subject's box, and the keypoints are on
+    the person (within 6 % of their height)."""
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert run(StandIn(clip[0]), estimator, tmp_path, monkeypatch, formats=("json",), detector="auto") == 0
+    written = read_video_predictions(tmp_path / f"camera{INDEX}.json")
+    assert len(written.frames) == N and np.isfinite(written.boxes).all()
+    err = np.hypot(*(written.keypoints[:, LSP_INDEX, :2] - clip[1]).transpose(2, 0, 1))
+    assert np.median(err) < 0.06 * HEIGHT, np.median(err)

@@ -14,10 +14,11 @@ import cv2
 
 from efficientpose.inference.estimator import PoseEstimator
 from efficientpose.inference.tracking import PersonTracker
+from efficientpose.inference.tracks import MAX_PEOPLE
 from efficientpose.io.draw import draw_pose
 from efficientpose.io.predictions import VideoPredictionsWriter
 from efficientpose.io.video import open_camera
-from efficientpose.predict import PredictOptions
+from efficientpose.predict import PredictOptions, open_detector, video_finder
 
 
 def _can_show() -> bool:
@@ -45,11 +46,16 @@ def run_camera(index: int, estimator: PoseEstimator, options: PredictOptions) ->
         json_path, csv_path = options.output_paths(f"camera{index}")
         writer = VideoPredictionsWriter(json_path, csv_path, file=f"camera:{index}", width=reader.width,
                                         height=reader.height, fps=reader.fps, model=estimator.variant.name,
-                                        names=estimator.names)
+                                        names=estimator.names, detection=options.detection)
         cleanup.callback(writer.close)  # also on an error (e.g. the camera unplugged): keeps the frames so far
         try:
+            finder = None  # with the person detector: everyone is followed, the pose is the subject's (forward only)
+            if options.detection:
+                detector = open_detector(options.detector, backend=estimator.backend)
+                limit = min(options.people or MAX_PEOPLE, MAX_PEOPLE)
+                finder = video_finder(estimator, detector, options.threshold, limit)
             tracker = PersonTracker(estimator, roi=options.roi, smooth=options.smoothing if options.smooth else None,
-                                    threshold=options.threshold)
+                                    threshold=options.threshold, finder=finder)
             for frame in reader:
                 pose = tracker(frame.image, frame.time)
                 writer.add(frame.index, frame.time, pose)

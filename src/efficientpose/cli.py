@@ -65,6 +65,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         output=args.output, formats=formats, draw=args.draw, smooth=args.smooth,
         smoothing=SmoothingParams(args.min_cutoff, args.beta, args.d_cutoff), batch_size=args.batch_size,
         roi=args.roi, search=args.search, threshold=args.threshold, detector=args.detector, people=args.people,
+        person=args.person,
     )
     estimator = _estimator(args)
     if args.camera is not None:
@@ -274,6 +275,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if not source.is_file():
         raise InputError(f"{source}: no such file")
     if source.suffix.lower() in (".json", ".csv"):
+        if args.person is not None:
+            raise UsageError("--person picks the subject while tracking a video; a predictions file has its subject")
         predictions, video = source, None
         from efficientpose.io.predictions import read_video_predictions
 
@@ -284,7 +287,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         from efficientpose.predict import PredictOptions, predict_video
 
         # Raw keypoints: the analysis filters them itself (zero-lag), so no One-Euro smoothing here.
-        options = PredictOptions(output=args.output, formats=("json",), smooth=False)
+        options = PredictOptions(output=args.output, formats=("json",), smooth=False, detector=args.detector,
+                                 person=args.person)
         predictions, video = predict_video(source, _estimator(args), options)[0], source
     else:
         raise UsageError(f"{source}: give a video or a video predictions JSON/CSV written by 'efficientpose predict'")
@@ -380,17 +384,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--d-cutoff", type=float, default=DEFAULT_SMOOTHING.d_cutoff,
                    help="One-Euro derivative cutoff (Hz; default %(default)s)")
     p.add_argument("--roi", action=argparse.BooleanOptionalAction, default=True,
-                   help="crop video frames around the previous confident pose, and search untracked frames "
-                        "for a small person (default on)")
+                   help="with --detector none: crop video frames around the previous confident pose, and search "
+                        "untracked frames for a small person (default on)")
     p.add_argument("--search", action=argparse.BooleanOptionalAction, default=False,
                    help="photos: where the whole-image pose is unsure, search for a smaller person in "
                         "overlapping crops (about 20 extra passes for such a photo; default off)")
     p.add_argument("--detector", default="auto", metavar="FILE|none",
-                   help="photos: MediaPipe's person detector (default: the cache, then "
+                   help="photos and videos: MediaPipe's person detector (default: the cache, then "
                         "$EFFICIENTPOSE_WEIGHTS_DIR/mediapipe/pose_detection.tflite, then a verified download; "
-                        "without one, the window search); 'none': the whole image, as the authors ran it")
+                        "without one, the window search); 'none': the whole image, as the authors ran it (videos: "
+                        "today's single-person tracking)")
     p.add_argument("--people", metavar="all|N",
-                   help="photos: one record per person (all, or the N surest), best first, ranked by 'person'")
+                   help="photos: one record per person (all, or the N surest), best first, ranked by 'person'; "
+                        "videos: also list everyone tracked (at most N at once) with stable ids in each frame")
+    p.add_argument("--person", metavar="X,Y[@SECONDS]",
+                   help="videos: the subject is whoever stands at pixel X,Y (at SECONDS into the video; default: "
+                        "the first frame where anyone does) instead of the person tracked longest and largest")
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                    help="score below which a keypoint is not drawn (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=8, help="images/frames per forward pass")
@@ -435,6 +444,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, default=Path("efficientpose-analysis"), help="output folder")
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                    help="keypoint score below which a frame is a gap (default %(default)s)")
+    p.add_argument("--detector", default="auto", metavar="FILE|none",
+                   help="a video: the person detector, as for predict; 'none': single-person tracking as before")
+    p.add_argument("--person", metavar="X,Y[@SECONDS]",
+                   help="a video: analyse whoever stands at pixel X,Y (at SECONDS) instead of the person tracked "
+                        "longest and largest")
     p.add_argument("--backend", default="auto")
     p.add_argument("--activity", default="auto", choices=ANALYZE_ACTIVITIES,
                    help="preset choosing the repetition signal and thresholds (auto: the largest periodic angle)")

@@ -12,26 +12,29 @@ import errno
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 from tqdm import tqdm
 
+from efficientpose.codec.geometry import box_iou
 from efficientpose.errors import EfficientPoseError, UsageError, input_error
 from efficientpose.inference.estimator import PoseEstimator, Prepared
-from efficientpose.inference.people import people_in_photo
-from efficientpose.inference.smoothing import DEFAULT_SMOOTHING, SmoothingParams
-from efficientpose.inference.tracking import find_person, roi_from_pose, track
+from efficientpose.inference.people import MERGE_IOU, confirm_by_pose, detect_in_windows, is_person, people_in_photo
+from efficientpose.inference.smoothing import DEFAULT_SMOOTHING, OneEuroFilter, SmoothingParams
+from efficientpose.inference.subject import PersonPoint, choose_subject
+from efficientpose.inference.tracking import empty_pose, find_person, roi_from_pose, track
+from efficientpose.inference.tracks import MAX_PEOPLE, Finder, PeopleTracker
 from efficientpose.io.atomic import check_not_input, check_writable_folder
 from efficientpose.io.draw import annotated_path, draw_pose, save_image
 from efficientpose.io.images import read_image
 from efficientpose.io.inputs import expand_inputs
 from efficientpose.io.predictions import IMAGE_CSV_NAME, IMAGE_JSON_NAME, ImagePredictionsWriter, VideoPredictionsWriter
 from efficientpose.io.video import VideoReader, VideoWriter, batched, held_bytes
-from efficientpose.pose import DEFAULT_THRESHOLD, Pose
+from efficientpose.pose import DEFAULT_THRESHOLD, Box, Pose
 
 T = TypeVar("T")
 
@@ -56,6 +59,9 @@ class PredictOptions:
     threshold: float = DEFAULT_THRESHOLD  #: keypoints scoring below are not drawn, nor tracked from
     progress: bool | None = None  #: None: show a bar only when stderr is a terminal
     on_frame: Callable[[int], None] | None = None  #: called after each video frame with the frames done so far
+    #: videos: whose track is written: None for the person tracked longest and largest, else a point
+    #: (``--person X,Y[@SECONDS]``, parsed from text) the subject stands at
+    person: PersonPoint | str | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:  # NaN fails too
@@ -63,11 +69,14 @@ class PredictOptions:
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
         self.people = people_limit(self.people)
+        if isinstance(self.person, str):
+            self.person = PersonPoint.parse(self.person)
 
     @property
     def detection(self) -> bool:
-        """Whether photos are searched for people (records then carry ``box`` and ``person_score``)."""
-        return not _no_detector(self.detector) or self.people is not None
+        """Whether photos are searched for people and videos track everyone (records then carry ``box`` and
+        ``person_score``)."""
+        return not _no_detector(self.detector) or self.people is not None or self.person is not None
 
     def output_paths(self, stem: str) -> tuple[Path | None, Path | None]:
         """(JSON, CSV) paths ``output/<stem>.json`` and ``.csv``, each None unless ``formats`` asks for it."""
@@ -209,43 +218,177 @@ def _per_file_error(path: Path, exc: Exception) -> EfficientPoseError:
 def predict_video(path: Path, estimator: PoseEstimator, options: PredictOptions,
                   report: PredictReport | None = None, stem: str | None = None) -> list[Path]:
     """Stream one video through the model; writes ``<stem>.json``/``.csv`` and, with ``draw``, ``<stem>_pose.mp4``
-    (``stem`` defaults to the video's own)."""
+    (``stem`` defaults to the video's own). With the person detector (the default), everyone is tracked and the
+    output is the subject's track (:func:`video_people`); with ``--detector none``, today's single-person tracking."""
     reader = VideoReader(path)
     json_path, csv_path = options.output_paths(stem or path.stem)  # --format applies to videos too
     for p in (json_path, csv_path):
         if p is not None:
             check_not_input(p, [path])
-    writer = VideoPredictionsWriter(json_path, csv_path, file=str(path), width=reader.width, height=reader.height,
-                                    fps=reader.fps, model=estimator.variant.name, names=estimator.names,
-                                    smoothing=None if options.smooth else "none")
     drawn = None
     if options.draw:  # opened at the frame size now: a frame too large for a written video fails before the run
         try:
             drawn = VideoWriter(drawn_video_path(options.output, path, stem), reader.fps,
                                 size=(reader.width, reader.height))
         except BaseException as exc:
-            writer.abort()
             reader.close()
             if isinstance(exc, ValueError):
                 raise input_error(path, f"no annotated copy can be written ({exc}); run it without --draw") from exc
             raise
+
+    def writer(**people: object) -> VideoPredictionsWriter:
+        return VideoPredictionsWriter(json_path, csv_path, file=str(path), width=reader.width, height=reader.height,
+                                      fps=reader.fps, model=estimator.variant.name, names=estimator.names,
+                                      smoothing=None if options.smooth else "none", **people)
+
     bar = _bar(reader.frame_count, path.name, options.progress)
-    # committed whole or not at all; the predictions first, so a failed annotated copy never costs them
-    with bar, drawn if drawn is not None else contextlib.nullcontext(), writer:
-        for frame, pose in track(prefetch(reader), estimator, batch_size=options.batch_size, roi=options.roi,
-                                 smooth=options.smoothing if options.smooth else None, threshold=options.threshold):
-            writer.add(frame.index, frame.time, pose)
-            if drawn is not None:  # the frame is done with: drawn on and converted in its own memory
-                drawn.write(draw_pose(frame.image, pose, threshold=options.threshold, in_place=True), consume=True)
-            bar.update(1)
-            if options.on_frame is not None:
-                options.on_frame(writer.count)
-    written = list(writer.committed)
+    if options.detection:
+        try:
+            written, count = video_people(path, reader, estimator, options, writer, drawn, bar)
+        except BaseException:
+            if drawn is not None:
+                drawn.abort()
+            raise
+    else:
+        out = writer()
+        # committed whole or not at all; the predictions first, so a failed annotated copy never costs them
+        with bar, drawn if drawn is not None else contextlib.nullcontext(), out:
+            for frame, pose in track(prefetch(reader), estimator, batch_size=options.batch_size, roi=options.roi,
+                                     smooth=options.smoothing if options.smooth else None,
+                                     threshold=options.threshold):
+                out.add(frame.index, frame.time, pose)
+                if drawn is not None:  # the frame is done with: drawn on and converted in its own memory
+                    drawn.write(draw_pose(frame.image, pose, threshold=options.threshold, in_place=True), consume=True)
+                bar.update(1)
+                if options.on_frame is not None:
+                    options.on_frame(out.count)
+        written, count = list(out.committed), out.count
     if drawn is not None and drawn.committed is not None:
         written.append(drawn.committed)
     if report is not None:  # frames of a video that failed part-way are not counted
-        report.frames += writer.count
+        report.frames += count
     return written
+
+
+#: Video (re-)detection: the detector on the whole frame and on overlapping windows of the frame's shorter side
+#: (it misses people under about half its input: a walker a third of a 720p frame high is found in windows); the
+#: finer windows only while the pose confirms nobody new; the pose confirms at most this many detections a pass.
+VIDEO_WINDOWS = ((1.0,), (0.6,))
+VIDEO_CONFIRM = 4
+
+
+def video_finder(estimator: PoseEstimator, detector: object | None, threshold: float = DEFAULT_THRESHOLD,
+                 limit: int = MAX_PEOPLE) -> Finder:
+    """The finder video tracking (re-)detects people with. Unlike a photo's (:func:`people_in_photo`), it looks
+    for everyone, not the surest person: detections on the whole frame and in windows (:data:`VIDEO_WINDOWS`, the
+    finer only while nobody is followed and nobody new is confirmed), merged, the best :data:`VIDEO_CONFIRM` of
+    those not centred in a followed person's box confirmed by the pose.
+    Where it detects nobody (or there is no detector) and nobody is followed, :func:`people_in_photo`'s way (the
+    whole-frame pose, then the window search)."""
+
+    def search(image: np.ndarray, whole: Pose) -> Pose:
+        return find_person(estimator, image, whole)
+
+    def find(image: np.ndarray, followed: Sequence[Box] = ()) -> list[Pose]:
+        if detector is not None:
+            found: list = list(detector(image))  # type: ignore[operator]
+            tried: list = []
+            people: list[Pose] = []
+            for n, scales in enumerate(VIDEO_WINDOWS):  # finer windows while the pose confirms nobody new
+                if n and followed:  # people followed: the periodic look for newcomers stays coarse
+                    break
+                found = distinct_detections(found + detect_in_windows(detector, image, scales))
+                new = [d for d in found if all(d is not t for t in tried)
+                       and not any(_inside(d.box, box) for box in followed)]
+                pairs = confirm_by_pose(estimator, image, new, count=min(limit, VIDEO_CONFIRM))
+                tried += [d for d, _ in pairs]
+                people += [pose for _, pose in pairs if is_person(pose, threshold)]
+                if people:
+                    break
+            if found:  # the detector saw people: the new ones the pose confirms
+                return people
+        if followed:  # the costly window search only while nobody is followed
+            return []
+        return people_in_photo(image, estimator, detector, limit=limit, fallback=search, threshold=threshold)
+
+    return find
+
+
+def _inside(box: Box, outer: Box) -> bool:
+    """Whether the centre of ``box`` lies inside ``outer``."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return outer[0] <= cx <= outer[2] and outer[1] <= cy <= outer[3]
+
+
+def distinct_detections(detections: list) -> list:
+    """Detections best first, dropping any that overlaps a better one by more than ``MERGE_IOU``."""
+    kept: list = []
+    for d in sorted(detections, key=lambda d: -d.score):
+        if not kept or (box_iou(np.asarray(d.box, np.float64), np.asarray([k.box for k in kept], np.float64))
+                        <= MERGE_IOU).all():
+            kept.append(d)
+    return kept
+
+
+def video_people(path: Path, reader: VideoReader, estimator: PoseEstimator, options: PredictOptions,
+                 writer: Callable[..., VideoPredictionsWriter], drawn: VideoWriter | None,
+                 bar: tqdm) -> tuple[list[Path], int]:
+    """Track everyone through the video (:class:`PeopleTracker`, backward retries included), choose the subject
+    (:func:`choose_subject`: longest and largest, or ``options.person``), then write the subject's track, smoothed,
+    with ``box`` and ``person_score`` (and everyone with ``--people``); with ``draw``, a second decoding pass draws
+    it. Returns the files written and the frame count."""
+    detector = open_detector(options.detector, backend=estimator.backend)
+    limit = min(options.people or MAX_PEOPLE, MAX_PEOPLE)
+    tracker = PeopleTracker(estimator, video_finder(estimator, detector, options.threshold, limit),
+                            threshold=options.threshold, max_people=limit)
+    seen: list[tuple[int, float]] = []
+    with bar:
+        for chunk in batched(prefetch(reader), options.batch_size):
+            tracker.update(chunk)
+            seen += [(f.index, f.time) for f in chunk]
+            bar.update(len(chunk))
+            if options.on_frame is not None:
+                options.on_frame(len(seen))
+            del chunk
+    subject = choose_subject(tracker.tracks, options.person)
+    if subject is None and options.person is not None:
+        raise input_error(path, f"--person {options.person}: nobody was found there")
+    listed = options.people is not None
+    smooth = options.smoothing if options.smooth else None
+    filters: dict[int, OneEuroFilter] = {}
+    size = (reader.width, reader.height)
+    empty = empty_pose(estimator.names, size)
+    shown: dict[int, list[Pose]] = {}  # what --draw draws: the subject, or everyone with --people
+    with writer(detection=True, people=listed, subject=None if subject is None else subject.id) as out:
+        for index, time in seen:
+            everyone = {p.id: p.pose for p in tracker.people(index)}
+            if not listed:  # only the subject is written (and smoothed)
+                everyone = {i: q for i, q in everyone.items() if subject is not None and i == subject.id}
+            if smooth is not None:
+                everyone = {i: smoothed(q, time, filters, i, smooth, options.threshold) for i, q in everyone.items()}
+            pose = everyone.get(subject.id, empty) if subject is not None else empty
+            out.add(index, time, pose, sorted(everyone.items()))
+            if drawn is not None:
+                shown[index] = list(everyone.values()) if listed else [pose]
+    written = list(out.committed)
+    if drawn is not None:
+        with drawn:
+            for frame in reader:  # a second pass: the subject was known only at the end
+                image = frame.image
+                for pose in shown.get(frame.index, []):
+                    image = draw_pose(image, pose, threshold=options.threshold, in_place=True)
+                drawn.write(image, consume=True)
+    return written, out.count
+
+
+def smoothed(pose: Pose, time: float, filters: dict[int, OneEuroFilter], key: int, params: SmoothingParams,
+             threshold: float) -> Pose:
+    """``pose`` through the One-Euro filter of ``key`` (made on first use); scores, box and person score unchanged."""
+    if key not in filters:
+        filters[key] = OneEuroFilter(params.min_cutoff, params.beta, params.d_cutoff, min_score=threshold)
+    xy = filters[key](pose.xy, time, pose.scores)
+    xy = np.where(np.isfinite(xy), xy, pose.xy)
+    return replace(pose, keypoints=np.column_stack([xy, pose.scores]))
 
 
 def people_limit(value: int | str | None) -> int | None:

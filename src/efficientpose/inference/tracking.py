@@ -7,12 +7,14 @@ per frame; :func:`track` is the thin generator for files. Used by the predict jo
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 
 import numpy as np
 
 from efficientpose.codec.geometry import MAX_SEARCH_WINDOWS, SEARCH_SCALES, roi_square, search_windows  # noqa: F401
 from efficientpose.inference.estimator import PoseEstimator
 from efficientpose.inference.smoothing import DEFAULT_SMOOTHING, OneEuroFilter, SmoothingParams
+from efficientpose.inference.tracks import Finder, PeopleTracker, Person
 from efficientpose.io.video import Frame, batched
 from efficientpose.pose import DEFAULT_THRESHOLD, Box, Pose
 
@@ -70,16 +72,24 @@ class PersonTracker:
     ``SEARCH_INTERVAL`` seconds of stream time, backing off while searches find no one to track); this is how
     tracking starts on a person too small for the whole-frame pass. Scores are never smoothed.
 
+    With a ``finder`` (a person detector with pose confirmation, see ``efficientpose.detection``), people are
+    found with it instead and everyone is followed (:class:`~efficientpose.inference.tracks.PeopleTracker`,
+    forward only); the pose returned is the subject's: whoever has been followed longest and largest among the
+    people in the frame, kept while they stay in view (:attr:`person` is them, None when nobody is in view, and
+    the pose is then empty: no coordinates, scores 0).
+
     Call it once per frame (``tracker(image, time)``), or hand it a batch (:meth:`update`); :meth:`reset` forgets
     the person and the smoothing state (a scene cut, a new stream).
     """
 
     def __init__(self, estimator: PoseEstimator, *, roi: bool = True,
-                 smooth: SmoothingParams | None = DEFAULT_SMOOTHING, threshold: float = DEFAULT_THRESHOLD) -> None:
+                 smooth: SmoothingParams | None = DEFAULT_SMOOTHING, threshold: float = DEFAULT_THRESHOLD,
+                 finder: Finder | None = None) -> None:
         self.estimator = estimator
         self.roi = roi
         self.smooth = smooth
         self.threshold = threshold
+        self.finder = finder
         self.reset()
 
     def reset(self) -> None:
@@ -89,6 +99,10 @@ class PersonTracker:
         self.interval = SEARCH_INTERVAL  #: the wait before the next search
         s = self.smooth
         self.filter = OneEuroFilter(s.min_cutoff, s.beta, s.d_cutoff, min_score=self.threshold) if s else None
+        self.people = None if self.finder is None else PeopleTracker(self.estimator, self.finder,
+                                                                      threshold=self.threshold, backtrack=0)
+        self.person: Person | None = None  #: with a finder: the subject in the last frame, None if not in view
+        self.frames = 0  #: frames seen since the last reset
 
     def __call__(self, image: np.ndarray, time: float) -> Pose:
         """The (smoothed) pose in one RGB frame at ``time`` seconds."""
@@ -102,6 +116,8 @@ class PersonTracker:
     def update(self, images: Sequence[np.ndarray], times: Sequence[float]) -> list[Pose]:
         """Poses for consecutive frames in one batched forward pass, all cropped where the person was before the
         first; the last frame may be searched (and, where someone is found, the others are run again there)."""
+        if self.people is not None:
+            return self._subject_poses(images, times)
         estimator, threshold = self.estimator, self.threshold
         poses = estimator.predict_batch(images, [self.box] * len(images) if self.roi else None)
         h, w = images[-1].shape[:2]
@@ -117,12 +133,44 @@ class PersonTracker:
         self.box = roi_from_pose(poses[-1], w, h, threshold) if self.roi else None
         return [self._smoothed(pose, t) for pose, t in zip(poses, times, strict=True)]
 
+    def _subject_poses(self, images: Sequence[np.ndarray], times: Sequence[float]) -> list[Pose]:
+        """With a finder: follow everyone through the batch and return the subject's pose in each frame."""
+        assert self.people is not None
+        frames = [Frame(self.frames + i, float(t), image) for i, (image, t) in enumerate(zip(images, times,
+                                                                                               strict=True))]
+        self.frames += len(frames)
+        self.people.update(frames)
+        sizes = {t.id: t.size() for t in self.people.tracks}
+        poses = []
+        for frame in frames:
+            present = {p.id: p for p in self.people.people(frame.index)}
+            if self.person is None or self.person.id not in present:
+                chosen = max(present, key=lambda i: (sizes[i], -i), default=None)
+                if self.filter is not None and (self.person is None or chosen != self.person.id):
+                    self.filter.reset()  # another person (or the same one back after a gap): no gliding across
+                self.person = None if chosen is None else present[chosen]
+            else:
+                self.person = present[self.person.id]
+            if self.person is None:
+                h, w = frame.image.shape[:2]
+                poses.append(empty_pose(self.estimator.names, (w, h)))
+            else:
+                poses.append(self._smoothed(self.person.pose, frame.time))
+        self.people.forget(frames[-1].time)
+        return poses
+
     def _smoothed(self, pose: Pose, time: float) -> Pose:
         if self.filter is None:
             return pose
         xy = self.filter(pose.xy, time, pose.scores)
         xy = np.where(np.isfinite(xy), xy, pose.xy)
-        return Pose(np.column_stack([xy, pose.scores]), pose.names, pose.image_size, pose.roi)
+        return replace(pose, keypoints=np.column_stack([xy, pose.scores]))
+
+
+def empty_pose(names: Sequence[str], image_size: tuple[int, int]) -> Pose:
+    """The pose of a frame where nobody is found: no coordinates (NaN, written as null) and scores 0."""
+    k = len(names)
+    return Pose(np.column_stack([np.full((k, 2), np.nan), np.zeros(k)]), tuple(names), image_size)
 
 
 def track(frames: Iterable[Frame], estimator: PoseEstimator, *, batch_size: int = 8, roi: bool = True,

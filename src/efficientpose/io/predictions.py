@@ -50,9 +50,9 @@ def image_csv_header(names: Sequence[str] = KEYPOINTS, *, detection: bool = Fals
     return ["file", "width", "height", *keypoint_columns(names), *extra]
 
 
-def video_csv_header(names: Sequence[str] = KEYPOINTS) -> list[str]:
-    """Columns of <video stem>.csv."""
-    return ["frame", "time", *keypoint_columns(names)]
+def video_csv_header(names: Sequence[str] = KEYPOINTS, *, detection: bool = False) -> list[str]:
+    """Columns of <video stem>.csv: frame, time, keypoints; with ``detection`` then the subject's box and score."""
+    return ["frame", "time", *keypoint_columns(names), *(PERSON_COLUMNS if detection else ())]
 
 
 @dataclass(frozen=True)
@@ -87,10 +87,19 @@ class VideoPredictions:
     names: tuple[str, ...] = field(default=KEYPOINTS)
     #: The optional "smoothing" field: "none" when predict ran without smoothing; None when not recorded.
     smoothing: str | None = None
+    #: With a person detector: (T, 4) the subject's box per frame and (T,) its person score, NaN where the subject
+    #: is not in view; None when the file has none (``--detector none``).
+    boxes: np.ndarray | None = None
+    person_scores: np.ndarray | None = None
+    #: ``--people``: the subject's id, and per frame everyone's (id, pose with box and person_score); else None.
+    subject: int | None = None
+    people: list[list[tuple[int, Pose]]] | None = None
 
     def pose(self, i: int) -> Pose:
-        """The i-th row as a Pose."""
-        return Pose(self.keypoints[i].copy(), self.names)
+        """The i-th row as a Pose (with the subject's box and person score when the file has them)."""
+        box = None if self.boxes is None or np.isnan(self.boxes[i]).any() else tuple(self.boxes[i])
+        score = None if self.person_scores is None or np.isnan(self.person_scores[i]) else self.person_scores[i]
+        return Pose(self.keypoints[i].copy(), self.names, box=box, person_score=score)
 
 
 # --------------------------------------------------------------------------------------------- writing
@@ -224,27 +233,47 @@ class ImagePredictionsWriter(_StreamingWriter):
 
 
 class VideoPredictionsWriter(_StreamingWriter):
-    """Writes ``<stem>.json`` (metadata and a frame list) and/or ``<stem>.csv``, one frame at a time."""
+    """Writes ``<stem>.json`` (metadata and a frame list) and/or ``<stem>.csv``, one frame at a time. The frame's
+    pose is the subject's. With ``detection`` each frame also has the subject's ``box`` and ``person_score``
+    (null where the subject is not in view); with ``people`` (``--people``) the JSON also names the ``subject``'s
+    id and lists everyone in each frame (``people``: id, box, person_score, keypoints); the CSV holds the subject."""
 
     def __init__(
         self, json_path: PathLike | None, csv_path: PathLike | None = None, *, file: str, width: int, height: int,
         fps: float, model: str | None, names: Sequence[str] = KEYPOINTS, smoothing: str | None = None,
+        detection: bool = False, people: bool = False, subject: int | None = None,
     ) -> None:
         self.names = tuple(names)
-        super().__init__(json_path, csv_path, video_csv_header(self.names))
+        self.detection, self.people = detection or people, people
+        super().__init__(json_path, csv_path, video_csv_header(self.names, detection=self.detection))
         if self._json is not None:
             meta = {"file": utf8_text(file), "width": int(width), "height": int(height), "fps": json_number(fps),
                     "model": model}
             if smoothing is not None:  # optional: written only when given (predict: "none" with --no-smooth)
                 meta["smoothing"] = smoothing
+            if people:
+                meta["subject"] = subject
             head = _dumps({**meta, "frames": []})
             self._json.file.write(head[: -len("[]}")] + "[")
 
-    def add(self, frame: int, time: float, pose: Pose) -> None:
-        """Append one frame's record."""
+    def add(self, frame: int, time: float, pose: Pose, people: Sequence[tuple[int, Pose]] = ()) -> None:
+        """Append one frame's record: the subject's ``pose`` and, when the writer lists people, ``people`` as
+        (id, pose) pairs."""
         _check_pose(pose, self.names, f"frame {frame}")
-        record = {"frame": int(frame), "time": json_number(time), "keypoints": pose.to_dict()}
-        self._write(record, [int(frame), _cell(time), *(_cell(v) for v in np.ravel(pose.keypoints))])
+        record: dict[str, Any] = {"frame": int(frame), "time": json_number(time)}
+        row: list[Any] = [int(frame), _cell(time), *(_cell(v) for v in np.ravel(pose.keypoints))]
+        if self.detection:
+            record["box"] = _box_json(pose.box)
+            record["person_score"] = json_number(pose.person_score)
+            row += [*(_cell(v) for v in (pose.box or ("nan",) * 4)),
+                    _cell(pose.person_score if pose.person_score is not None else "nan")]
+        record["keypoints"] = pose.to_dict()
+        if self.people:
+            for _, other in people:
+                _check_pose(other, self.names, f"frame {frame}")
+            record["people"] = [{"id": int(i), "box": _box_json(p.box), "person_score": json_number(p.person_score),
+                                 "keypoints": p.to_dict()} for i, p in people]
+        self._write(record, row)
 
     def _finish_json(self) -> str:
         return "\n]}\n"
@@ -520,11 +549,18 @@ def read_video_predictions(path: PathLike) -> VideoPredictions:
     """Read ``<stem>.json`` or ``<stem>.csv`` (by suffix) into arrays. InputError if malformed."""
     path = Path(path)
     if path.suffix.lower() == ".csv":
-        names, rows, kp = _csv_table(path, ["frame", "time"])
+        header = _read_csv(path)[0]
+        trail = len(PERSON_COLUMNS) if tuple(header[-len(PERSON_COLUMNS):]) == PERSON_COLUMNS else 0
+        names, rows, kp = _csv_table(path, ["frame", "time"], trail)
         frames = np.array([_csv_int(row[0], path, f"row {r + 2} frame") for r, row in enumerate(rows)], np.int64)
         times = np.array([_csv_float(row[1], path, f"row {r + 2} time") for r, row in enumerate(rows)], np.float64)
         check_times(frames, times, path)
-        return VideoPredictions(None, None, None, None, None, frames, times, kp, names)
+        boxes = scores = None
+        if trail:
+            persons = [_person_from_csv(row, trail, path, r)[1:] for r, row in enumerate(rows)]
+            boxes, scores = _box_arrays(persons)
+        return VideoPredictions(None, None, None, None, None, frames, times, kp, names, boxes=boxes,
+                                person_scores=scores)
     return video_predictions_from_json(load_json(path), path)
 
 
@@ -536,18 +572,25 @@ def video_predictions_from_json(data: Any, path: PathLike) -> VideoPredictions:
     records = _field(data, "frames", path, "top level")
     if not isinstance(records, list):
         raise input_error(path, "'frames' must be a list")
-    frames, times, rows = [], [], []
+    frames, times, rows, persons, people = [], [], [], [], []
     names: tuple[str, ...] = KEYPOINTS
+    detection = listed = False
     for i, record in enumerate(records):
         where = f"frame record {i}"
         frame_names, kp = _keypoints_from_json(_field(record, "keypoints", path, where), path, where)
         if i == 0:
             names = frame_names
+            detection, listed = "box" in record, "people" in record
         elif frame_names != names:
             raise input_error(path, f"{where}: keypoint names differ from the first frame's")
         frames.append(_int(_field(record, "frame", path, where), path, f"{where} frame"))
         times.append(number(_field(record, "time", path, where), path, f"{where} time"))
         rows.append(kp)
+        if detection:
+            persons.append((_box(record.get("box"), path, f"{where} box"),
+                            _person_score(record.get("person_score"), path, f"{where} person_score")))
+        if listed:
+            people.append(_people_from_json(_field(record, "people", path, where), names, path, where))
     fps = data.get("fps")
     if fps is not None and not number(fps, path, "fps", nullable=False) > 0:
         raise input_error(path, f"fps: must be positive, got {_short(fps)}")
@@ -563,7 +606,34 @@ def video_predictions_from_json(data: Any, path: PathLike) -> VideoPredictions:
         keypoints=np.stack(rows) if rows else np.empty((0, len(names), 3), dtype=np.float64),
         names=names,
         smoothing=_str(data.get("smoothing"), path, "smoothing", nullable=True),
+        boxes=_box_arrays(persons)[0] if detection else None,
+        person_scores=_box_arrays(persons)[1] if detection else None,
+        subject=None if data.get("subject") is None else _int(data["subject"], path, "subject"),
+        people=people if listed else None,
     )
+
+
+def _box_arrays(persons: Sequence[tuple[Box | None, float | None]]) -> tuple[np.ndarray, np.ndarray]:
+    """(T, 4) boxes and (T,) person scores, NaN where missing."""
+    boxes = np.array([b if b is not None else (math.nan,) * 4 for b, _ in persons], np.float64).reshape(-1, 4)
+    scores = np.array([math.nan if s is None else s for _, s in persons], np.float64)
+    return boxes, scores
+
+
+def _people_from_json(data: Any, names: tuple[str, ...], path: Path, where: str) -> list[tuple[int, Pose]]:
+    """A frame record's ``people``: (id, pose with box and person_score) for each entry."""
+    if not isinstance(data, list):
+        raise input_error(path, f"{where}: 'people' must be a list")
+    out = []
+    for j, entry in enumerate(data):
+        at = f"{where} people[{j}]"
+        entry_names, kp = _keypoints_from_json(_field(entry, "keypoints", path, at), path, at)
+        if entry_names != names:
+            raise input_error(path, f"{at}: keypoint names differ from the frame's")
+        out.append((_int(_field(entry, "id", path, at), path, f"{at} id"),
+                    Pose(kp, names, box=_box(entry.get("box"), path, f"{at} box"),
+                         person_score=_person_score(entry.get("person_score"), path, f"{at} person_score"))))
+    return out
 
 
 def read_predictions(path: PathLike) -> list[ImagePrediction] | VideoPredictions:
