@@ -141,3 +141,10 @@ def test_float_images_normalise_like_uint8() -> None:
         np.testing.assert_array_equal(to_input(batch.astype(np.float32), norm), to_input(batch, norm))
         expected = (batch / 255.0 - np.array(norm.mean)) / np.array(norm.std)
         np.testing.assert_allclose(to_input(batch, norm), expected.transpose(0, 3, 1, 2), atol=1e-5)
+
+
+def test_box_iou_takes_integer_boxes() -> None:
+    from efficientpose.codec.geometry import box_iou
+
+    iou = box_iou(np.array([0, 0, 10, 10]), np.array([[5, 0, 15, 10], [20, 20, 30, 30], [0, 0, 0, 0]]))
+    np.testing.assert_allclose(iou, [50 / 150, 0.0, 0.0])

@@ -187,7 +187,7 @@ def square_box(center: np.ndarray, side: float) -> Box:
 
 def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """Intersection over union of one box (4,) with boxes (N, 4), all x0, y0, x1, y1; 0 where either is empty."""
-    box, boxes = np.asarray(box), np.asarray(boxes).reshape(-1, 4)
+    box, boxes = np.asarray(box, dtype=np.float64), np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     ix = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
     iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
     inter = ix * iy

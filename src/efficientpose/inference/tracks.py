@@ -107,8 +107,8 @@ def region(pose: Pose, width: int, height: int, threshold: float = DEFAULT_THRES
 
 def pairwise_iou(a: Sequence[Box], b: Sequence[Box]) -> np.ndarray:
     """Intersection over union of every box of ``a`` with every box of ``b``: (len(a), len(b))."""
-    others = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    return np.array([box_iou(np.asarray(box, dtype=np.float64), others) for box in a]).reshape(len(a), len(b))
+    others = np.asarray(b).reshape(-1, 4)
+    return np.array([box_iou(box, others) for box in a]).reshape(len(a), len(b))
 
 
 def keypoint_distance(a: Pose, b: Pose, threshold: float = DEFAULT_THRESHOLD) -> float:
