@@ -91,6 +91,32 @@ def test_thin_images_and_frames_are_refused_before_the_model_runs(photo: np.ndar
     assert len(read_video_predictions(out / "good.json").frames) == 3
 
 
+class NeverRuns:
+    """A runner that fails the test if the model is ever asked for heatmaps."""
+
+    name = "never"
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        raise AssertionError("the model ran on a thin image")
+
+
+@pytest.mark.parametrize("image, words", [
+    (np.zeros((1, 200, 3), np.uint8), "<array>: image is 200x1 pixels"),
+    (np.zeros((200, 7), np.uint8), "<array>: image is 7x200 pixels"),
+    (Image.new("RGB", (300, 2)), "<PIL image>: image is 300x2 pixels"),
+], ids=["array_1x200", "grey_7x200", "pil_300x2"])
+def test_thin_arrays_and_images_given_to_the_api_are_refused(image: object, words: str) -> None:
+    from efficientpose.inference.estimator import ModelSpec, PoseEstimator
+    from efficientpose.models.variants import get_variant
+
+    estimator = PoseEstimator(NeverRuns(), spec=ModelSpec.of(get_variant("rt")))
+    for call in (lambda: estimator.predict(image), lambda: estimator.predict_batch([np.zeros((64, 64, 3), np.uint8),
+                                                                                    image])):
+        with pytest.raises(InputError) as info:
+            call()
+        assert str(info.value) == f"{words}, thinner than the minimum of 8 pixels"
+
+
 class CountingEstimator:
     """Stands in for PoseEstimator in the search: records the batch sizes it is asked for."""
 
@@ -342,25 +368,79 @@ def test_dangling_links_loops_and_non_utf8_names_in_folders(photo: np.ndarray, t
     assert os.path.exists(os.fsencode(out) + b"/caf\xe9.jpg") and not leftovers(out)
 
 
-def test_a_corrupt_tiff_gives_one_line_and_no_raw_warning(data_dir: Path, tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 255, (40, 30, 3), np.uint8)).save(tmp_path / "whole.tif")
-    data = bytearray((tmp_path / "whole.tif").read_bytes())
-    data[-3729], data[-12] = 0xB8, 0x80  # tags that point beyond the end of the file: Pillow warns, then fails
-    (tmp_path / "corrupt.tif").write_bytes(bytes(data))
-    with warnings.catch_warnings(record=True) as raw:
-        warnings.simplefilter("always")
-        with pytest.raises(InputError) as info:
-            from efficientpose.io.images import read_image
+def without_root_powers(unreadable: Path) -> list[str] | None:
+    """A command prefix that runs a child without the power to override file permissions: none when not root; as
+    root, setpriv dropping CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (the kernel's own checks, EACCES and all);
+    None when that is not possible here (checked on ``unreadable``, a file of mode 000)."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        return None
+    prefix = ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search"]
+    probe = subprocess.run([*prefix, sys.executable, "-c", f"import os, sys; sys.exit(os.access({str(unreadable)!r}, "
+                            "os.R_OK))"], capture_output=True)
+    return prefix if probe.returncode == 0 else None
 
-            read_image(tmp_path / "corrupt.tif")
-    assert not raw and "\n" not in str(info.value)
+
+def test_unreadable_entries_inside_folders_are_reported(photo: np.ndarray, tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    (folder / "locked").mkdir(parents=True)
+    for name in ("good.jpg", "secret.jpg", "locked/hidden.jpg"):
+        Image.fromarray(photo).save(folder / name)
+    (folder / "secret.jpg").chmod(0)
+    prefix = without_root_powers(folder / "secret.jpg")
+    if prefix is None:
+        pytest.skip("running as root without setpriv: root reads every file, so nothing is unreadable")
+    (folder / "locked").chmod(0)
+    out = tmp_path / "out"
+    try:
+        run = subprocess.run([*prefix, *command("predict", str(folder), "--output", str(out), *BACKEND)],
+                             capture_output=True, text=True, timeout=300)
+    finally:
+        (folder / "locked").chmod(0o755)
+    errors = check_clean(run.returncode, run.stderr, 1)
+    assert run.stderr.startswith("1 images, 0 videos"), run.stderr
+    assert sorted(errors) == [f"{folder / 'locked'}: folder cannot be read (Permission denied)",
+                              f"{folder / 'secret.jpg'}: permission denied"]
+    assert [r.file for r in read_image_predictions(out / "predictions.json")] == [str(folder / "good.jpg")]
+    assert not leftovers(out)
+
+
+def corrupt_tiffs(folder: Path) -> dict[str, str]:
+    """Corrupt TIFFs -> words of what their decoders said: Pillow warns (a Python warning), or libtiff writes a line
+    to file descriptor 2 (C-level stderr)."""
+    rng = np.random.default_rng(0)
+    pixels = Image.fromarray(rng.integers(0, 255, (40, 30, 3), np.uint8))
+    pixels.save(folder / "whole.tif")
+    data = bytearray((folder / "whole.tif").read_bytes())
+    data[-3729], data[-12] = 0xB8, 0x80  # tags that point beyond the end of the file: Pillow warns, then fails
+    (folder / "pillow.tif").write_bytes(bytes(data))
+    pixels.save(folder / "deflate.tif", compression="tiff_adobe_deflate")
+    data = bytearray((folder / "deflate.tif").read_bytes())
+    data[8 + 10] ^= 0xFF  # inside the one compressed strip (it starts at byte 8)
+    (folder / "libtiff.tif").write_bytes(bytes(data))
+    return {"pillow.tif": "not an image", "libtiff.tif": "ZIPDecode: Decoding error at scanline 0"}
+
+
+def test_a_corrupt_tiff_gives_one_line_and_no_raw_warning(data_dir: Path, tmp_path: Path,
+                                                          capfd: pytest.CaptureFixture[str]) -> None:
+    cases = corrupt_tiffs(tmp_path)
+    for name, words in cases.items():
+        with warnings.catch_warnings(record=True) as raw:
+            warnings.simplefilter("always")
+            with pytest.raises(InputError) as info:
+                from efficientpose.io.images import read_image
+
+                read_image(tmp_path / name)
+        assert not raw and "\n" not in str(info.value) and words in str(info.value)
+        assert capfd.readouterr() == ("", ""), name  # nothing printed, not even by C code on file descriptor 2
     shutil.copy(data_dir / "lsp" / "images" / "im0001.jpg", tmp_path / "good.jpg")
-    code, _, err = run_cli(["predict", str(tmp_path / "corrupt.tif"), str(tmp_path / "good.jpg"), "--output",
-                            str(tmp_path / "out"), *BACKEND], capsys)
+    code, _, err = run_cli(["predict", *(str(tmp_path / n) for n in cases), str(tmp_path / "good.jpg"), "--output",
+                            str(tmp_path / "out"), *BACKEND], capfd)
     errors = check_clean(code, err, 1)
-    assert len(err.splitlines()) == 2 and errors[0].startswith(f"{tmp_path / 'corrupt.tif'}: ")
+    assert len(err.splitlines()) == 3, err
+    for (name, words), line in zip(sorted(cases.items()), sorted(errors), strict=True):
+        assert line.startswith(f"{tmp_path / name}: ") and words in line
 
 
 # --------------------------------------------------------------------------------------------- full or read-only disk

@@ -32,7 +32,7 @@ from efficientpose.inference.runtime.select import (
     precision_backend,
     select_auto,
 )
-from efficientpose.io.images import to_rgb_array
+from efficientpose.io.images import check_image_shape, to_rgb_array
 from efficientpose.models.variants import Variant, get_variant
 from efficientpose.pose import Box, Pose
 from efficientpose.skeleton import flip_index
@@ -170,6 +170,7 @@ class PoseEstimator:
     def prepare(self, image: ImageLike, roi: Box | None = None) -> Prepared:
         """The letterboxed input of the image (or of its part inside ``roi``) and how it maps back."""
         rgb = to_rgb_array(image)
+        check_image_shape(image, rgb)  # a thin array would hold no person, and searching it would cost without bound
         boxed, geometry = letterbox_crop(rgb, self.size, roi)
         height, width = rgb.shape[:2]
         seen = None if (geometry.width, geometry.height) == (width, height) else (

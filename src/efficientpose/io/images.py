@@ -6,9 +6,14 @@ Every unreadable input raises :class:`~efficientpose.errors.InputError` with a o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
+import sys
+import tempfile
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -44,28 +49,68 @@ def read_image(path: PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
     """
     path = Path(path)
     check_readable_file(path)
-    # Pillow's warnings (a corrupt TIFF tag, odd EXIF) are never printed: they join our message if decoding fails.
+    # Pillow's warnings (a corrupt TIFF tag, odd EXIF) and libtiff's lines on the C-level stderr are never printed:
+    # they join our message if decoding fails.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        with _libtiff_lines(path) as said:
+            try:
+                with Image.open(path) as img:
+                    check_image_size(path, img.width, img.height, max_pixels)
+                    img.load()  # force the full decode so truncated files fail here
+                    return _pil_to_rgb(img, str(path))
+            except InputError:
+                raise
+            except (Image.DecompressionBombError, OSError, SyntaxError, ValueError, EOFError, struct.error,
+                    MemoryError) as exc:
+                failure = exc
+    notes = list(dict.fromkeys([str(w.message) for w in caught] + said))
+    noted = f"; the decoder warned: {'; '.join(notes)}" if notes else ""
+    if isinstance(failure, Image.DecompressionBombError):
+        raise input_error(path, f"image too large (possible decompression bomb): {failure}") from failure
+    if isinstance(failure, UnidentifiedImageError):
+        raise input_error(path, "not an image, or an unsupported image format" + noted) from failure
+    raise input_error(path, f"corrupt or truncated image ({failure}){noted}") from failure
+
+
+#: The first bytes of TIFF files (classic and BigTIFF, either byte order).
+_TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
+_STDERR = threading.Lock()  # one capture of file descriptor 2 at a time
+
+
+@contextlib.contextmanager
+def _libtiff_lines(path: Path) -> Iterator[list[str]]:
+    """While a TIFF decodes, file descriptor 2 (where libtiff and Pillow's TIFF decoder write their warnings and
+    errors) goes to a temporary file; at the end its lines are put in the yielded list, except a progress bar's
+    (another thread's, redrawn with carriage returns), which are passed on to the real stderr. Other formats decode
+    as they are: their decoders never write there."""
+    said: list[str] = []
+    try:
+        with open(path, "rb") as f:
+            is_tiff = f.read(4) in _TIFF_MAGIC
+    except OSError:
+        is_tiff = False
+    if not is_tiff:
+        yield said
+        return
+    with _STDERR, tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
         try:
-            with Image.open(path) as img:
-                check_image_size(path, img.width, img.height, max_pixels)
-                img.load()  # force the full decode so truncated files fail here
-                return _pil_to_rgb(img, str(path))
-        except InputError:
-            raise
-        except Image.DecompressionBombError as exc:
-            raise input_error(path, f"image too large (possible decompression bomb): {exc}") from exc
-        except UnidentifiedImageError as exc:
-            raise input_error(path, "not an image, or an unsupported image format" + _noted(caught)) from exc
-        except (OSError, SyntaxError, ValueError, EOFError, struct.error, MemoryError) as exc:
-            raise input_error(path, f"corrupt or truncated image ({exc}){_noted(caught)}") from exc
-
-
-def _noted(caught: list[warnings.WarningMessage]) -> str:
-    """The decoder's warnings as a suffix of our one-line message ("" when there were none)."""
-    notes = list(dict.fromkeys(str(w.message) for w in caught))
-    return f"; the decoder warned: {'; '.join(notes)}" if notes else ""
+            yield said
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            others = []
+            for line in sink.read().decode("utf-8", "replace").splitlines(keepends=True):
+                if "\r" in line:
+                    others.append(line)
+                elif line.strip():
+                    said.append(line.replace("tempfile.tif: ", "").strip().rstrip("."))  # Pillow's name for any file
+            if others:
+                os.write(2, "".join(others).encode())
 
 
 def to_rgb_array(image: PathLike | Image.Image | np.ndarray) -> np.ndarray:
@@ -86,6 +131,14 @@ def to_rgb_array(image: PathLike | Image.Image | np.ndarray) -> np.ndarray:
     if isinstance(image, np.ndarray):
         return _array_to_rgb(image)
     raise input_error("<image>", f"expected a path, a PIL image or a numpy array, got {type(image).__name__}")
+
+
+def check_image_shape(image: PathLike | Image.Image | np.ndarray, rgb: np.ndarray) -> None:
+    """Raise InputError if ``rgb`` (``image`` decoded) is thinner than :data:`MIN_SIDE`: arrays and PIL images given
+    in memory are refused like files are, before any model runs."""
+    name = image if isinstance(image, str | os.PathLike) else (
+        "<PIL image>" if isinstance(image, Image.Image) else "<array>")
+    check_image_size(name, rgb.shape[1], rgb.shape[0], max_pixels=None)
 
 
 def check_readable_file(path: Path) -> None:
