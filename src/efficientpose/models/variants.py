@@ -128,7 +128,7 @@ def _files(stem: str, h5: str | None, tflite: str | None) -> tuple[WeightFile, .
 #: pinned by ``python -m efficientpose.train.ship RUN_DIR``, which wrote the file and measured it.
 RT_LSP = WeightFile(
     "rt-lsp.safetensors",
-    sha256="f938b4ff645948cae45e8a12a382f1cf4cb007507fb33561e81a47ed308485cc",
+    sha256="2679e636b981f9fe2d427bfe4d1b534164992809cf45677a9af636990c51dce6",
     base_url="",
     license="research use only: trained on LSP and LSP-extended, whose terms allow research use only; these "
             "weights inherit that restriction (unlike the authors' Apache-2.0 weights)",
@@ -137,7 +137,7 @@ RT_LSP = WeightFile(
     recipe="the authors' RT fine-tuned on LSP-extended + LSP im0001-0500 (configs/rt-lsp.toml), unlabelled "
            "joints, thorax and pelvis filled by the authors' II where its score >= 0.5, EMA weights chosen on "
            "LSP im0501-1000 (lsp split train-b)",
-    metrics={"step": 2000, "lsp/train-b PCK@0.2": 84.41, "lsp/train-b PCK@0.1": 68.01},
+    metrics={"step": 3000, "lsp/train-b PCK@0.2": 84.64, "lsp/train-b PCK@0.1": 68.19},
 )
 
 VARIANTS: dict[str, Variant] = {
