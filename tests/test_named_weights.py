@@ -85,7 +85,7 @@ def test_predict_and_the_command_line_take_the_name(tmp_path: Path, capsys: pyte
     assert code == 0, err
     saved = json.loads((tmp_path / "out" / "predictions.json").read_text())
     assert "lsp" not in err  # no warning: there is no file called lsp here
-    assert saved
+    assert saved and all(record["weights"] == "lsp" for record in saved)  # the output says which weights ran
     code, out, err = run_cli(["models"], capsys)
     assert code == 0 and "named: lsp (in the package)" in next(line for line in out.splitlines()
                                                                if line.startswith("rt "))
@@ -232,3 +232,24 @@ def test_the_ship_command_refuses_weights_of_another_model(tmp_path: Path) -> No
     state, meta = half_state(tmp_path / "best.safetensors", "rt")
     assert meta["step"] == "5" and not any(k.endswith("num_batches_tracked") for k in state)
     assert {v.dtype for v in state.values()} == {torch.float16}
+
+
+def test_prediction_files_name_other_weights_and_only_them(tmp_path: Path) -> None:
+    """``weights`` is written when other weights than the authors' ran, and absent otherwise (default schema)."""
+    from efficientpose.io.predictions import ImagePredictionsWriter, VideoPredictionsWriter, read_image_predictions
+    from efficientpose.pose import Pose
+
+    pose = Pose(np.tile([10.0, 20.0, 0.5], (16, 1)), image_size=(64, 48))
+    for weights in (None, "lsp"):
+        out = tmp_path / f"{weights}.json"
+        with ImagePredictionsWriter(out, model="rt", weights=weights) as writer:
+            writer.add("a.jpg", 64, 48, pose)
+        record = json.loads(out.read_text())[0]
+        assert record.get("weights") == weights and ("weights" in record) == (weights is not None)
+        assert read_image_predictions(out)[0].pose is not None  # the one reader takes both
+        video = tmp_path / f"{weights}-video.json"
+        with VideoPredictionsWriter(video, file="c.mp4", width=64, height=48, fps=30.0, model="rt",
+                                    weights=weights) as writer:
+            writer.add(0, 0.0, pose)
+        meta = json.loads(video.read_text())
+        assert meta.get("weights") == weights and ("weights" in meta) == (weights is not None)

@@ -239,7 +239,8 @@ def predict_video(path: Path, estimator: PoseEstimator, options: PredictOptions,
     def writer(**people: object) -> VideoPredictionsWriter:
         return VideoPredictionsWriter(json_path, csv_path, file=str(path), width=reader.width, height=reader.height,
                                       fps=reader.fps, model=estimator.variant.name, names=estimator.names,
-                                      smoothing=None if options.smooth else "none", **people)
+                                      smoothing=None if options.smooth else "none", weights=estimator.weights,
+                                      **people)
 
     bar = _bar(reader.frame_count, path.name, options.progress)
     if options.detection:
@@ -507,7 +508,7 @@ def predict_files(inputs: Iterable[str | Path], estimator: PoseEstimator, option
                 check_not_input(p, images)
         ranked = options.people is not None
         writer = ImagePredictionsWriter(json_path, csv_path, model=estimator.variant.name, names=estimator.names,
-                                        detection=options.detection, ranked=ranked)
+                                        detection=options.detection, ranked=ranked, weights=estimator.weights)
         if options.detection:
             detector = open_detector(options.detector, backend=estimator.backend)
             results = image_people(images, estimator, detector, limit=options.people or 1,

@@ -159,6 +159,14 @@ class PoseEstimator:
         return self._model
 
     @property
+    def weights(self) -> str | None:
+        """The weights asked for, as given (named weights such as ``"lsp"``, or a file); None for the variant's
+        default, the authors' weights, and for an exported file (what the prediction files record)."""
+        if self._source is None or self._source[1] is None:
+            return None
+        return os.fspath(self._source[1])
+
+    @property
     def backend(self) -> str:
         return self.runner.name
 

@@ -200,9 +200,9 @@ class ImagePredictionsWriter(_StreamingWriter):
 
     def __init__(
         self, json_path: PathLike | None, csv_path: PathLike | None = None, *, model: str | None = None,
-        names: Sequence[str] = KEYPOINTS, detection: bool = False, ranked: bool = False,
+        names: Sequence[str] = KEYPOINTS, detection: bool = False, ranked: bool = False, weights: str | None = None,
     ) -> None:
-        self.names, self.model = tuple(names), model
+        self.names, self.model, self.weights = tuple(names), model, weights
         self.detection, self.ranked = detection or ranked, ranked
         super().__init__(json_path, csv_path, image_csv_header(self.names, detection=detection, ranked=ranked))
         if self._json is not None:
@@ -215,6 +215,8 @@ class ImagePredictionsWriter(_StreamingWriter):
         file = utf8_text(file)
         record: dict[str, Any] = {"file": file, "width": int(width), "height": int(height),
                                   "model": model if model is not None else self.model}
+        if self.weights is not None:  # optional: only when other weights than the authors' ran
+            record["weights"] = utf8_text(self.weights)
         row: list[Any] = [file, int(width), int(height), *(_cell(v) for v in np.ravel(pose.keypoints))]
         if self.ranked:
             rank = _int(person if person is not None else 0, Path(file), "person")
@@ -241,7 +243,7 @@ class VideoPredictionsWriter(_StreamingWriter):
     def __init__(
         self, json_path: PathLike | None, csv_path: PathLike | None = None, *, file: str, width: int, height: int,
         fps: float, model: str | None, names: Sequence[str] = KEYPOINTS, smoothing: str | None = None,
-        detection: bool = False, people: bool = False, subject: int | None = None,
+        detection: bool = False, people: bool = False, subject: int | None = None, weights: str | None = None,
     ) -> None:
         self.names = tuple(names)
         self.detection, self.people = detection or people, people
@@ -249,6 +251,8 @@ class VideoPredictionsWriter(_StreamingWriter):
         if self._json is not None:
             meta = {"file": utf8_text(file), "width": int(width), "height": int(height), "fps": json_number(fps),
                     "model": model}
+            if weights is not None:  # optional: only when other weights than the authors' ran
+                meta["weights"] = utf8_text(weights)
             if smoothing is not None:  # optional: written only when given (predict: "none" with --no-smooth)
                 meta["smoothing"] = smoothing
             if people:
