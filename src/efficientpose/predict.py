@@ -20,10 +20,15 @@ from typing import TypeVar
 import numpy as np
 from tqdm import tqdm
 
-from efficientpose.codec.geometry import box_iou
 from efficientpose.errors import EfficientPoseError, UsageError, input_error
 from efficientpose.inference.estimator import PoseEstimator, Prepared
-from efficientpose.inference.people import MERGE_IOU, confirm_by_pose, detect_in_windows, is_person, people_in_photo
+from efficientpose.inference.people import (
+    confirm_by_pose,
+    detect_in_windows,
+    distinct_detections,
+    is_person,
+    people_in_photo,
+)
 from efficientpose.inference.smoothing import DEFAULT_SMOOTHING, OneEuroFilter, SmoothingParams
 from efficientpose.inference.subject import PersonPoint, choose_subject
 from efficientpose.inference.tracking import empty_pose, find_person, roi_from_pose, track
@@ -319,16 +324,6 @@ def _inside(box: Box, outer: Box) -> bool:
     """Whether the centre of ``box`` lies inside ``outer``."""
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     return outer[0] <= cx <= outer[2] and outer[1] <= cy <= outer[3]
-
-
-def distinct_detections(detections: list) -> list:
-    """Detections best first, dropping any that overlaps a better one by more than ``MERGE_IOU``."""
-    kept: list = []
-    for d in sorted(detections, key=lambda d: -d.score):
-        if not kept or (box_iou(np.asarray(d.box, np.float64), np.asarray([k.box for k in kept], np.float64))
-                        <= MERGE_IOU).all():
-            kept.append(d)
-    return kept
 
 
 def video_people(path: Path, reader: VideoReader, estimator: PoseEstimator, options: PredictOptions,

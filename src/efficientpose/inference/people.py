@@ -80,10 +80,14 @@ def detect_in_windows(detector: Detector, image: np.ndarray, scales: Sequence[fl
     for x0, y0, x1, y1 in search_windows(width, height, tuple(scales)):
         c0, r0, c1, r1 = int(round(x0)), int(round(y0)), int(round(x1)), int(round(y1))
         found += [d.shifted(c0, r0) for d in detector(np.ascontiguousarray(image[r0:r1, c0:c1]))]
-    found.sort(key=lambda d: -d.score)
+    return distinct_detections(found)
+
+
+def distinct_detections(detections: Sequence[Any]) -> list:
+    """Detections best first, dropping any that overlaps a better one by more than :data:`MERGE_IOU`."""
     kept: list = []
-    for d in found:
-        if not kept or (box_iou(np.asarray(d.box), np.asarray([k.box for k in kept])) <= MERGE_IOU).all():
+    for d in sorted(detections, key=lambda d: -d.score):
+        if not kept or (box_iou(d.box, [k.box for k in kept]) <= MERGE_IOU).all():
             kept.append(d)
     return kept
 
