@@ -127,27 +127,32 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-def median_ms(fn: Callable[[], object], repeats: int = 5) -> float:
-    """Median wall time of ``fn()`` in milliseconds over ``repeats`` calls, after one warm-up call."""
+def wall_ms(fn: Callable[[], object], repeats: int = 5) -> np.ndarray:
+    """Wall times of ``repeats`` calls of ``fn()`` in milliseconds, after one warm-up call."""
     fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1000)
+    return np.asarray(times) * 1000
+
+
+def median_ms(fn: Callable[[], object], repeats: int = 5) -> float:
+    """Median wall time of ``fn()`` in milliseconds over ``repeats`` calls, after one warm-up call."""
+    return float(np.median(wall_ms(fn, repeats)))
 
 
 def speed_cost(runner: Runner, batch: np.ndarray) -> float:
     """Milliseconds per image, weighing one image (webcam, single photos) and a whole ``batch`` (folders, video)
-    equally: the geometric mean of the batch-1 latency and the per-image time of the batch."""
-    one = median_ms(lambda: runner(batch[:1]))
-    many = median_ms(lambda: runner(batch), repeats=3) / len(batch)
+    equally: the geometric mean of the fastest batch-1 latency and per-image time of the batch."""
+    one = wall_ms(lambda: runner(batch[:1])).min()  # the fastest: a median taken on a busy machine once cached
+    many = wall_ms(lambda: runner(batch), repeats=3).min() / len(batch)  # torch for good
     return float(np.sqrt(one * many))
 
 
 def _choice_key(identity: str, threads: int | None) -> str:
-    return f"{identity}-{os.cpu_count()}-{threads}-cost2"  # cost2: ranked by speed_cost
+    return f"{identity}-{os.cpu_count()}-{threads}-cost3"  # cost3: ranked by speed_cost's fastest times
 
 
 def _read_choices(cache: Path) -> dict[str, str]:
