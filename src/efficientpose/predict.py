@@ -315,7 +315,8 @@ def video_finder(estimator: PoseEstimator, detector: object | None, threshold: f
                 return people
         if followed:  # the costly window search only while nobody is followed
             return []
-        return people_in_photo(image, estimator, detector, limit=limit, fallback=search, threshold=threshold)
+        # the detector has seen this frame in every window: the whole-frame pose, then the window search
+        return people_in_photo(image, estimator, None, limit=limit, fallback=search, threshold=threshold)
 
     return find
 
