@@ -224,6 +224,34 @@ def test_decoded_boxes_cover_lsp_people(detector: BlazePoseDetector, data_dir: P
     assert np.median(ious) >= 0.5
 
 
+def test_windows_in_one_batch_find_what_one_at_a_time_finds(detector: BlazePoseDetector, data_dir: Path):
+    """`many` (one batched run, which the window search uses) gives every window of a real photo the detections that
+    running the windows one by one gives, and the window search the same people either way."""
+    from efficientpose.codec.geometry import search_windows
+    from efficientpose.inference.people import detect_in_windows
+
+    image = read_image(data_dir / "coco" / "val2017" / "000000040083.jpg")
+    h, w = image.shape[:2]
+    windows = [np.ascontiguousarray(image[int(round(y0)):int(round(y1)), int(round(x0)):int(round(x1))])
+               for x0, y0, x1, y1 in search_windows(w, h, (0.6,))]
+    assert len(windows) >= 3
+    batched, single = detector.many(windows), [detector(x) for x in windows]
+    assert sum(map(len, single)) >= 2
+    for a, b in zip(batched, single, strict=True):
+        assert len(a) == len(b)
+        for da, db in zip(a, b, strict=True):
+            np.testing.assert_allclose(da.box, db.box, atol=1e-3)
+            assert abs(da.score - db.score) < 1e-5
+
+    class OneAtATime:  # the same detector without `many`
+        def __call__(self, image: np.ndarray) -> list[Detection]:
+            return detector(image)
+
+    for scales in ((1.0,), (0.6,)):
+        a, b = detect_in_windows(detector, image, scales), detect_in_windows(OneAtATime(), image, scales)
+        assert [d.box for d in a] == pytest.approx([d.box for d in b], abs=1e-3)
+
+
 # ---- crops from detections ----
 
 def test_windows_find_a_small_person_and_merge_duplicates():
@@ -275,7 +303,7 @@ def test_find_people_stops_at_the_first_sure_pass():
         def __init__(self, sure_from_side: float) -> None:
             self.sure_from_side = sure_from_side
 
-        def predict_batch(self, images, rois):  # noqa: ANN001, ANN201
+        def predict_batch(self, images, rois, flip=None):  # noqa: ANN001, ANN201
             return [SimpleNamespace(scores=np.full(16, 0.9 if r[2] - r[0] <= self.sure_from_side else 0.1))
                     for r in rois]
 

@@ -123,7 +123,7 @@ class CountingEstimator:
     def __init__(self) -> None:
         self.batches: list[int] = []
 
-    def predict_batch(self, images: list, rois: list) -> list[Pose]:
+    def predict_batch(self, images: list, rois: list, flip: bool | None = None) -> list[Pose]:
         self.batches.append(len(images))
         return [Pose(np.column_stack([np.full((16, 2), 4.0), np.full(16, 0.1)])) for _ in images]
 

@@ -25,7 +25,7 @@ class Scripted:
         self.rois: list[object] = []
         self.confident = False
 
-    def predict_batch(self, images, rois=None):  # noqa: ANN001, ANN201
+    def predict_batch(self, images, rois=None, flip=None):  # noqa: ANN001, ANN201
         self.rois.extend(rois if rois is not None else [None] * len(images))
         return [_pose(0.8 if self.confident else 0.1) for _ in images]
 

@@ -58,7 +58,7 @@ class World:
         i = int(image[0, 0, 0])
         return [p[i] for p in self.paths.values() if p[i] is not None]
 
-    def predict_batch(self, images, rois=None):  # noqa: ANN001, ANN201 - the estimator's interface
+    def predict_batch(self, images, rois=None, flip=None):  # noqa: ANN001, ANN201 - the estimator's interface
         self.calls += len(images)
         out = []
         for k, image in enumerate(images):

@@ -206,6 +206,12 @@ class BlazePoseDetector:
         return np.asarray(out).reshape(len(images), len(self.anchors), 13), [b[1] for b in boxed]
 
     def __call__(self, image: np.ndarray) -> list[Detection]:
-        rgb = to_rgb_array(image)
-        raw, (geometry,) = self.raw([rgb])
-        return decode(raw[0], geometry, self.anchors)
+        return self.many([image])[0]
+
+    def many(self, images: list[np.ndarray]) -> list[list[Detection]]:
+        """Detections in each of several RGB images from one batched run (a photo's overlapping windows), whose
+        requests the runtime spreads over the cores."""
+        if not images:
+            return []
+        raw, geometries = self.raw([to_rgb_array(image) for image in images])
+        return [decode(r, g, self.anchors) for r, g in zip(raw, geometries, strict=True)]

@@ -58,6 +58,7 @@ class Detection:
 
 @runtime_checkable
 class Detector(Protocol):
-    """Anything that finds people in an HxWx3 uint8 RGB image, best first."""
+    """Anything that finds people in an HxWx3 uint8 RGB image, best first. A detector may also have
+    ``many(images) -> [detections of each]``, one batched run, which the window search then uses."""
 
     def __call__(self, image: np.ndarray) -> list[Detection]: ...

@@ -186,12 +186,13 @@ class PoseEstimator:
             float(geometry.crop_y + geometry.height))
         return Prepared(boxed, geometry, (width, height), seen)
 
-    def heatmaps(self, batch: np.ndarray, full: bool = False) -> np.ndarray:
-        """Heatmaps for letterboxed uint8 inputs (N, R, R, 3), flip-averaged if enabled: the runner's own (the
-        network's R/8 maps), or with ``full`` at R x R as the network's fixed bilinear layers upsample them."""
+    def heatmaps(self, batch: np.ndarray, full: bool = False, flip: bool | None = None) -> np.ndarray:
+        """Heatmaps for letterboxed uint8 inputs (N, R, R, 3), flip-averaged if ``flip`` (default: the estimator's
+        setting): the runner's own (the network's R/8 maps), or with ``full`` at R x R as the network's fixed
+        bilinear layers upsample them."""
         x = to_input(batch, self.normalization)
         maps = self.runner(x)
-        if self.flip:
+        if self.flip if flip is None else flip:
             mirrored = self.runner(np.ascontiguousarray(x[..., ::-1]))
             maps = flip_merge(maps, mirrored, self._flip_index)
         return upsample_x8(maps) if full and maps.shape[-1] != self.size else maps
@@ -205,16 +206,18 @@ class PoseEstimator:
         """One image (a path, a PIL image or an HxWx3 uint8 RGB array) -> Pose in the image's pixels."""
         return self.predict_batch([image], None if roi is None else [roi])[0]
 
-    def predict_batch(self, images: Sequence[ImageLike], rois: Sequence[Box | None] | None = None) -> list[Pose]:
-        """Several images in one batched forward pass; ``rois`` optionally crops each around a known person."""
+    def predict_batch(self, images: Sequence[ImageLike], rois: Sequence[Box | None] | None = None, *,
+                      flip: bool | None = None) -> list[Pose]:
+        """Several images in one batched forward pass; ``rois`` optionally crops each around a known person;
+        ``flip`` overrides the estimator's flip setting for this call."""
         return self.predict_prepared([self.prepare(img, None if rois is None else rois[i])
-                                      for i, img in enumerate(images)])
+                                      for i, img in enumerate(images)], flip=flip)
 
-    def predict_prepared(self, prepared: Sequence[Prepared]) -> list[Pose]:
+    def predict_prepared(self, prepared: Sequence[Prepared], *, flip: bool | None = None) -> list[Pose]:
         """Poses for outputs of :meth:`prepare` (which a reader thread can run ahead of the model)."""
         if not prepared:
             return []
-        return self.poses(self.heatmaps(np.stack([p.input for p in prepared])), prepared)
+        return self.poses(self.heatmaps(np.stack([p.input for p in prepared]), flip=flip), prepared)
 
     def poses(self, maps: np.ndarray, prepared: Sequence[Prepared], decoder: str | None = None) -> list[Pose]:
         """Decode the heatmaps of ``prepared`` inputs into poses in their images' pixels (one forward pass can

@@ -41,6 +41,9 @@ BIG_MARGIN = 0.1
 VOTE = 0.2
 #: Two people whose boxes overlap more than this are one.
 SAME_PERSON_IOU = 0.5
+#: A person found in a crop gets the pose of that crop flip-averaged (test-time augmentation: the network also runs on
+#: the mirrored crop); the whole-image pose is kept as it is. Small-person set, RT: 77.01 -> 77.50; plain LSP 81.71.
+FLIP_CROPS = True
 
 Detector = Callable[[np.ndarray], Sequence[Any]]  #: ``efficientpose.detection.Detector``: image -> detections
 
@@ -48,7 +51,8 @@ Detector = Callable[[np.ndarray], Sequence[Any]]  #: ``efficientpose.detection.D
 class Estimator(Protocol):
     """What this module needs of a :class:`~efficientpose.inference.estimator.PoseEstimator`."""
 
-    def predict_batch(self, images: Sequence[np.ndarray], rois: Sequence[Box | None] | None = None) -> list: ...
+    def predict_batch(self, images: Sequence[np.ndarray], rois: Sequence[Box | None] | None = None, *,
+                      flip: bool | None = None) -> list: ...
 
 
 def crop_from_detection(detection: Any, margin: float = MARGIN) -> Box:
@@ -76,11 +80,12 @@ def detect_in_windows(detector: Detector, image: np.ndarray, scales: Sequence[fl
     """Detections in overlapping square windows of ``scales`` x the shorter side (:func:`search_windows`), in
     the image's pixels, best first; of detections overlapping by more than :data:`MERGE_IOU` the best is kept."""
     height, width = image.shape[:2]
-    found = []
-    for x0, y0, x1, y1 in search_windows(width, height, tuple(scales)):
-        c0, r0, c1, r1 = int(round(x0)), int(round(y0)), int(round(x1)), int(round(y1))
-        found += [d.shifted(c0, r0) for d in detector(np.ascontiguousarray(image[r0:r1, c0:c1]))]
-    return distinct_detections(found)
+    corners = [tuple(int(round(v)) for v in w) for w in search_windows(width, height, tuple(scales))]
+    windows = [np.ascontiguousarray(image[r0:r1, c0:c1]) for c0, r0, c1, r1 in corners]
+    many = getattr(detector, "many", None)  # a detector that runs several images in one batch
+    each = many(windows) if many is not None else [detector(w) for w in windows]
+    return distinct_detections([d.shifted(c0, r0) for (c0, r0, _, _), found in zip(corners, each, strict=True)
+                                for d in found])
 
 
 def distinct_detections(detections: Sequence[Any]) -> list:
@@ -200,6 +205,19 @@ def _surest(found: list[Found]) -> Pose:
     return max(found, key=lambda item: _log_score(item[2]) + VOTE * support(item[0], item[1]))[2]
 
 
+def flip_crops(estimator: Estimator, image: np.ndarray, poses: Sequence[Pose],
+               threshold: float = DEFAULT_THRESHOLD) -> list[Pose]:
+    """``poses`` as found people (:func:`as_person`), surest first, those found in a crop (their ``roi``) re-run on
+    that crop flip-averaged (:data:`FLIP_CROPS`)."""
+    poses = list(poses)
+    cropped = [i for i, p in enumerate(poses) if p.roi is not None] if FLIP_CROPS else []
+    if cropped:
+        again = estimator.predict_batch([image] * len(cropped), [poses[i].roi for i in cropped], flip=True)
+        for i, pose in zip(cropped, again, strict=True):
+            poses[i] = pose
+    return sorted((as_person(p, threshold) for p in poses), key=lambda p: -(p.person_score or 0.0))
+
+
 def people_in_photo(image: np.ndarray, estimator: Estimator, detector: Detector | None, *, limit: int = 1,
                     whole: Pose | None = None, fallback: Callable[[np.ndarray, Pose], Pose] | None = None,
                     threshold: float = DEFAULT_THRESHOLD) -> list[Pose]:
@@ -211,7 +229,8 @@ def people_in_photo(image: np.ndarray, estimator: Estimator, detector: Detector 
     (:func:`_candidates`), the surest of them (:func:`_surest`) replacing the whole-image pose if its mean score is
     higher (by :data:`BIG_MARGIN` when the person fills the photo). With no detector, or nobody detected,
     ``fallback(image, whole)`` (the window search) is tried. Several people: every confirmed person
-    (:func:`is_person`), distinct by box. Measurements: ``docs/detection.md``."""
+    (:func:`is_person`), distinct by box. People found in a crop get its pose flip-averaged (:func:`flip_crops`).
+    Measurements: ``docs/detection.md``."""
     height, width = image.shape[:2]
     if whole is None:
         whole = estimator.predict_batch([image])[0]
@@ -228,6 +247,6 @@ def people_in_photo(image: np.ndarray, estimator: Estimator, detector: Detector 
     best = _surest(found)
     if limit > 1:
         people = [as_person(p, threshold) for p in [best, *(p for *_, p in found), whole] if is_person(p, threshold)]
-        return _distinct(people)[:limit] or [as_person(best, threshold)]
-    return [as_person(best if best.mean_score > whole.mean_score + (BIG_MARGIN if big else 0.0) else whole,
-                      threshold)]
+        return flip_crops(estimator, image, _distinct(people)[:limit] or [best], threshold)
+    return flip_crops(estimator, image, [best if best.mean_score > whole.mean_score + (BIG_MARGIN if big else 0.0)
+                                         else whole], threshold)
