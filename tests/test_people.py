@@ -169,9 +169,9 @@ def test_people_all_gives_one_ranked_record_per_person(data_dir: Path, weights_d
     assert [r.pose.box for r in rows] == [tuple(r["box"]) for r in records]
 
 
-def test_default_finds_a_small_person_and_reports_its_box(data_dir: Path, weights_dir: Path, tmp_path: Path, run_cli):
-    """An LSP person pasted at 40 % of a 1280 x 720 frame: by default (detector from the weights folder) the record
-    carries a box around the pasted person and most joints land within 0.2 torso lengths (LSP's PCK)."""
+def _small_person(data_dir: Path, tmp_path: Path) -> tuple[Path, np.ndarray, tuple[int, int, int, int]]:
+    """LSP im0008 pasted at 40 % of a 1280 x 720 frame of smooth noise, written as PNG: (path, its LSP joints in
+    the frame, the pasted photo's x0, y0, width, height)."""
     import cv2
 
     from efficientpose.data.lsp import read_lsp
@@ -186,9 +186,15 @@ def test_default_finds_a_small_person_and_reports_its_box(data_dir: Path, weight
     x0, y0 = 800, 300
     frame[y0:y0 + new_h, x0:x0 + new_w] = cv2.resize(person, (new_w, new_h), interpolation=cv2.INTER_AREA)
     cv2.imwrite(str(tmp_path / "small.png"), frame)
-    joints = sample.joints * [new_w / w, new_h / h] + [x0, y0]
+    return tmp_path / "small.png", sample.joints * [new_w / w, new_h / h] + [x0, y0], (x0, y0, new_w, new_h)
+
+
+def test_default_finds_a_small_person_and_reports_its_box(data_dir: Path, weights_dir: Path, tmp_path: Path, run_cli):
+    """An LSP person pasted at 40 % of a 1280 x 720 frame: by default (detector from the weights folder) the record
+    carries a box around the pasted person and most joints land within 0.2 torso lengths (LSP's PCK)."""
+    image, joints, (x0, y0, new_w, new_h) = _small_person(data_dir, tmp_path)
     out = tmp_path / "out"
-    code, _, err = run_cli(["predict", str(tmp_path / "small.png"), "--output", str(out), "--format", "both",
+    code, _, err = run_cli(["predict", str(image), "--output", str(out), "--format", "both",
                             "--backend", "onnxruntime"], env={"EFFICIENTPOSE_WEIGHTS_DIR": str(weights_dir)})
     assert code == 0, err
     (record,) = _records(out)
@@ -202,6 +208,34 @@ def test_default_finds_a_small_person_and_reports_its_box(data_dir: Path, weight
     lsp = remap(predicted, KEYPOINTS, LSP_KEYPOINTS)
     torso = np.linalg.norm(joints[9] - joints[2])  # left shoulder to right hip
     assert (np.linalg.norm(lsp - joints, axis=1) <= 0.2 * torso).sum() >= 10
+
+
+def test_a_person_found_in_a_crop_gets_the_crops_flip_averaged_pose(data_dir: Path, weights_dir: Path,
+                                                                     tmp_path: Path):
+    """The small pasted person is found in a crop, and the pose returned is that crop's pose with flip test-time
+    augmentation (an estimator built with ``flip=True`` on the same crop gives it exactly), not the plain one; the
+    whole-image pose of a photo the person fills is returned as it is."""
+    from efficientpose.detection import BlazePoseDetector
+    from efficientpose.inference.estimator import PoseEstimator
+    from efficientpose.inference.people import people_in_photo
+    from efficientpose.io.images import read_image
+
+    path, _, _ = _small_person(data_dir, tmp_path)
+    image = read_image(path)
+    estimator = PoseEstimator("rt", backend="onnxruntime")
+    detector = BlazePoseDetector(weights_dir / "mediapipe" / "pose_detection.tflite", backend="onnxruntime")
+    (person,) = people_in_photo(image, estimator, detector)
+    assert person.roi is not None  # found in a crop
+    flipped = PoseEstimator("rt", backend="onnxruntime", flip=True).predict(image, person.roi)
+    plain = estimator.predict(image, person.roi)
+    np.testing.assert_allclose(person.keypoints, flipped.keypoints, atol=1e-5)
+    assert np.abs(person.keypoints[:, 2] - plain.keypoints[:, 2]).max() > 1e-3
+    assert person.person_score == pytest.approx(float(np.mean(flipped.scores)), abs=1e-6)
+
+    filling = read_image(data_dir / "lsp" / "images" / "im0002.jpg")
+    (whole,) = people_in_photo(filling, estimator, detector)
+    assert whole.roi is None
+    np.testing.assert_allclose(whole.keypoints, estimator.predict(filling).keypoints, atol=1e-6)
 
 
 def test_missing_or_corrupt_detector_is_one_line(tmp_path: Path, data_dir: Path, run_cli):
