@@ -243,7 +243,9 @@ def test_a_signal_midway_stops_cleanly(sig: int, code: int, word: str, photo: np
     assert leftovers(out), "the run ended before it was interrupted"
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == code and err.splitlines()[-1] == word and "Traceback" not in err, err
+    # 128 + sig, or ended by the signal itself once the run had cleaned up (a shell shows 128 + sig for both; seen
+    # once under a load of 4 on 2 cores: "interrupted" printed, then -2)
+    assert proc.returncode in (code, -sig) and err.splitlines()[-1] == word and "Traceback" not in err, err
     assert list(out.iterdir()) == []  # nothing partial, no temporary file
 
 
