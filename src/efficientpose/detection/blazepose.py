@@ -200,8 +200,9 @@ class BlazePoseDetector:
         return self.runner.name
 
     def raw(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[Letterbox]]:
-        """The network's raw output (N, 2254, 13) for RGB images, and each image's letterbox geometry."""
-        boxed = [letterbox(image, INPUT_SIZE) for image in images]
+        """The network's raw output (N, 2254, 13) for RGB images, and each image's letterbox geometry. The images
+        are letterboxed one at a time: views of a huge photo (its windows) are copied only one at a time."""
+        boxed = [letterbox(to_rgb_array(image), INPUT_SIZE) for image in images]
         out = self.runner(to_input(np.stack([b[0] for b in boxed]), TF_MODE))
         return np.asarray(out).reshape(len(images), len(self.anchors), 13), [b[1] for b in boxed]
 
@@ -213,5 +214,5 @@ class BlazePoseDetector:
         requests the runtime spreads over the cores."""
         if not images:
             return []
-        raw, geometries = self.raw([to_rgb_array(image) for image in images])
+        raw, geometries = self.raw(list(images))
         return [decode(r, g, self.anchors) for r, g in zip(raw, geometries, strict=True)]

@@ -81,9 +81,11 @@ def detect_in_windows(detector: Detector, image: np.ndarray, scales: Sequence[fl
     the image's pixels, best first; of detections overlapping by more than :data:`MERGE_IOU` the best is kept."""
     height, width = image.shape[:2]
     corners = [tuple(int(round(v)) for v in w) for w in search_windows(width, height, tuple(scales))]
-    windows = [np.ascontiguousarray(image[r0:r1, c0:c1]) for c0, r0, c1, r1 in corners]
     many = getattr(detector, "many", None)  # a detector that runs several images in one batch
-    each = many(windows) if many is not None else [detector(w) for w in windows]
+    if many is not None:  # views, which it letterboxes one at a time (a 100-megapixel photo's windows are large)
+        each = many([image[r0:r1, c0:c1] for c0, r0, c1, r1 in corners])
+    else:
+        each = [detector(np.ascontiguousarray(image[r0:r1, c0:c1])) for c0, r0, c1, r1 in corners]
     return distinct_detections([d.shifted(c0, r0) for (c0, r0, _, _), found in zip(corners, each, strict=True)
                                 for d in found])
 
