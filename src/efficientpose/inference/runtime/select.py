@@ -145,9 +145,11 @@ def median_ms(fn: Callable[[], object], repeats: int = 5) -> float:
 
 def speed_cost(runner: Runner, batch: np.ndarray) -> float:
     """Milliseconds per image, weighing one image (webcam, single photos) and a whole ``batch`` (folders, video)
-    equally: the geometric mean of the fastest batch-1 latency and per-image time of the batch."""
-    one = wall_ms(lambda: runner(batch[:1])).min()  # the fastest: a median taken on a busy machine once cached
-    many = wall_ms(lambda: runner(batch), repeats=3).min() / len(batch)  # torch for good
+    equally: the geometric mean of the fastest batch-1 latency and per-image time of the batch. The fastest of the
+    repeats, since other work on the machine only slows a run down (a median taken beside a training job once cached
+    torch for good)."""
+    one = wall_ms(lambda: runner(batch[:1])).min()
+    many = wall_ms(lambda: runner(batch), repeats=3).min() / len(batch)
     return float(np.sqrt(one * many))
 
 
