@@ -129,6 +129,23 @@ def test_auto_falls_back_when_runtimes_are_missing(monkeypatch, tmp_path):
 
 
 @pytest.mark.data  # the authors' weights, through EFFICIENTPOSE_WEIGHTS_DIR
+def test_auto_measures_again_when_the_installed_runtimes_change(monkeypatch, tmp_path):
+    """A choice made where only torch was installed (the README's first command, then ``.[test]`` into another venv
+    sharing the home cache) once kept every later run on torch at twice the time."""
+    monkeypatch.setenv("EFFICIENTPOSE_HOME", str(tmp_path))
+    real_available = runtime.available
+    monkeypatch.setattr(runtime, "available", lambda name: name == "torch")
+    assert PoseEstimator("rt", backend="auto").backend == "torch"
+    monkeypatch.setattr(runtime, "available", real_available)
+    installed = [b for b in ("onnxruntime", "openvino") if real_available(b)]
+    if not installed:
+        pytest.skip("no optional runtime installed")
+    ranking = {"torch": 3.0, "onnxruntime": 2.0, "openvino": 1.0}
+    monkeypatch.setattr(runtime, "speed_cost", lambda runner, batch: ranking[runner.name])
+    assert PoseEstimator("rt", backend="auto").backend == installed[-1]
+
+
+@pytest.mark.data  # the authors' weights, through EFFICIENTPOSE_WEIGHTS_DIR
 def test_auto_takes_the_fastest_backend_that_matches_torch(monkeypatch, tmp_path):
     """Costs are faked to fix the ranking; the parity check and the choice are real."""
     monkeypatch.setenv("EFFICIENTPOSE_HOME", str(tmp_path))

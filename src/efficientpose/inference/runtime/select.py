@@ -154,7 +154,10 @@ def speed_cost(runner: Runner, batch: np.ndarray) -> float:
 
 
 def _choice_key(identity: str, threads: int | None) -> str:
-    return f"{identity}-{os.cpu_count()}-{threads}-cost3"  # cost3: ranked by speed_cost's fastest times
+    """The cache key of ``auto``'s choice: the model, the machine, the threads and the runtimes installed (a choice
+    made where only torch was installed, say a first run before ``.[openvino]``, must not outlive that install)."""
+    installed = "+".join(b for b in BACKENDS if available(b))
+    return f"{identity}-{os.cpu_count()}-{threads}-{installed}-cost3"  # cost3: ranked by speed_cost's fastest times
 
 
 def _read_choices(cache: Path) -> dict[str, str]:
