@@ -77,6 +77,29 @@ def test_evaluate_compare_decoders_refuses_a_predictions_file(data_dir: Path, tm
     assert code == 2 and "--compare-decoders" in err and len(err.strip().splitlines()) == 1
 
 
+def test_evaluate_compare_weights_pairs_our_lsp_weights_with_the_authors(data_dir: Path, tmp_path: Path,
+                                                                         capsys) -> None:
+    """A = the authors' RT, B = the shipped lsp weights, on validation images: each report is the one evaluate writes
+    alone, and the paired line accounts for their difference."""
+    args = ["evaluate", "--dataset", "lsp", "--root", str(data_dir / "lsp"), "--split", "train-b", "--limit", "40",
+            "--model", "rt", "--alpha", "0.2", "--backend", "onnxruntime"]
+    assert main([*args, "--compare-weights", "lsp", "--output", str(tmp_path)]) == 0
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    a, b = (json.loads((tmp_path / f"lsp-train-b-rt-{k}.json").read_text()) for k in ("a", "b"))
+    assert main([*args, "--weights", "lsp", "--output", str(tmp_path / "alone")]) == 0
+    alone = json.loads((tmp_path / "alone" / "lsp-train-b-rt.json").read_text())
+    assert b["mean"] == alone["mean"] and a["mean"] != b["mean"]
+    found = re.search(r"Mean: A \(the authors' weights\) ([\d.]+), B \(lsp\) ([\d.]+) \(([-+][\d.]+) points\)\. "
+                      r"Of (\d+) joints, (\d+) are right only with A .* and (\d+) only with B", summary)
+    assert found, summary
+    mean_a, mean_b, diff, total, only_a, only_b = map(float, found.groups())
+    assert (mean_a, mean_b) == (round(a["mean"], 2), round(b["mean"], 2)) and total == 40 * 14
+    assert 100 * (only_a - only_b) / total == pytest.approx(a["mean"] - b["mean"], abs=1e-9)
+    code = main([*args, "--compare-weights", "lsp", "--compare-decoders", "--output", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--compare-weights" in err and len(err.strip().splitlines()) == 1
+
+
 def test_compare_lists_every_variant_and_openpose(capsys) -> None:
     assert main(["compare", "--no-latency"]) == 0
     table = capsys.readouterr().out

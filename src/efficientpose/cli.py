@@ -200,6 +200,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     stem = f"{args.dataset}-{args.split or 'default'}-{args.model if args.predictions is None else 'predictions'}"
     if args.predictions is None and args.precision != "fp32":
         stem += f"-{args.precision}"  # reports of the same model in several precisions sit side by side
+    if args.compare_weights is not None:
+        return _compare_weights(args, samples, stem)
     if not args.compare_decoders:
         report = _evaluate_report(args, samples)
         print(report.to_text())
@@ -209,7 +211,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise UsageError("--compare-decoders runs our model: it cannot be combined with --predictions or "
                          "--pipeline authors")
     from efficientpose.codec.heatmap import DECODERS
-    from efficientpose.evaluation.evaluate import compare_reports, evaluate
+    from efficientpose.evaluation.evaluate import evaluate
     from efficientpose.evaluation.samples import predict_samples_by_decoder
 
     poses = predict_samples_by_decoder(samples, _estimator(args), DECODERS, batch_size=args.batch_size)
@@ -218,13 +220,39 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         reports[decoder] = evaluate(samples, poses[decoder], alpha=args.alpha, dataset=_dataset_label(args))
         print(f"## decoder: {decoder}\n\n{reports[decoder].to_text()}\n")
         _write_report(reports[decoder], args.output, f"{stem}-{decoder}")
+    _print_paired(reports)
+    return 0
+
+
+DEFAULT_WEIGHTS_LABEL = "the authors' weights"
+
+
+def _compare_weights(args: argparse.Namespace, samples: list, stem: str) -> int:
+    """``evaluate --compare-weights B``: the model with ``--weights`` (A, default the authors') and with B on the same
+    images, each report written (``<stem>-a``, ``<stem>-b``), and the paired test of the difference."""
+    if args.predictions is not None or args.pipeline != "ours" or args.compare_decoders:
+        raise UsageError("--compare-weights runs our model twice: it cannot be combined with --predictions, "
+                         "--pipeline authors or --compare-decoders")
+    reports = {}
+    for suffix, weights in (("a", args.weights), ("b", args.compare_weights)):
+        label = f"{suffix.upper()} ({weights or DEFAULT_WEIGHTS_LABEL})"
+        reports[label] = _evaluate_report(argparse.Namespace(**{**vars(args), "weights": weights}), samples)
+        print(f"## {label}\n\n{reports[label].to_text()}\n")
+        _write_report(reports[label], args.output, f"{stem}-{suffix}")
+    _print_paired(reports)
+    return 0
+
+
+def _print_paired(reports: dict) -> None:
+    """One paragraph: two reports' Mean and the exact McNemar test of their joint-by-joint difference."""
+    from efficientpose.evaluation.evaluate import compare_reports
+
     (a, ra), (b, rb) = reports.items()
     paired = compare_reports(ra, rb)
     print(f"\n{ra.title}, Mean: {a} {ra.mean:.2f}, {b} {rb.mean:.2f} ({paired.difference:+.2f} points). "
           f"Of {paired.total} joints, {paired.only_a} are right only with {a} and {paired.only_b} only with {b}; "
           f"exact McNemar p = {paired.p_value:.3g}"
           + (" (no detectable difference at 5 %)." if paired.p_value >= 0.05 else "."))
-    return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -425,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare-decoders", action="store_true",
                    help="score the refined and the authors' arg-max decoding on the same images, and test the "
                         "difference joint by joint (exact McNemar)")
+    p.add_argument("--compare-weights", metavar="WEIGHTS",
+                   help="also score the model with these weights (a file or a name) on the same images, and test "
+                        "the difference from --weights (default the authors') joint by joint (exact McNemar)")
 
     p = sub.add_parser("compare", help="the paper's comparison table against OpenPose")
     p.add_argument("--models", default="rt,i,ii,iii,iv,rt-lite,i-lite,ii-lite")
