@@ -11,7 +11,7 @@ runs them (`python -m efficientpose.cli predict CLIP`; MediaPipe through `benchm
 MediaPipe lives in its own venv (`python -m venv V && V/bin/pip install mediapipe==0.10.21`), never in the
 project's: `--mediapipe-python` or `$EFFICIENTPOSE_MEDIAPIPE_PYTHON`; without it its columns read "-".
 `--src` picks the efficientpose source tree under test (default: this checkout's `src`). Clips come from
-../shared/data/video; the made clips (side-view walkers, the 720p copy) go to `--work` (default
+../shared/data/video; the made clips (side-view walkers, also at 480 x 270; the 720p copy) go to `--work` (default
 /root/ep-state/videobench when writable, else a temporary folder). Nothing is written under ../shared.
 
 Found (the issue's definition): at least 12 of our 16 keypoints with score >= 0.3 inside the person's true box,
@@ -205,6 +205,28 @@ def walking_clips(work: Path, seed: int = 0) -> list[tuple[Path, dict[int, dict]
     return out
 
 
+#: The made clips again at this width (480 x 270): the held running clip is 480 x 352, its runner about half its height.
+SMALL_WIDTH = 480
+
+
+def small_clip(work: Path, source: Path, truth: dict[int, dict], width: int = SMALL_WIDTH) -> tuple[Path, dict]:
+    """`source` scaled to `width` (area-averaged, same fps; made once) and its true boxes scaled with it."""
+    cap = cv2.VideoCapture(str(source))
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    cap.release()
+    scale = width / w
+    size = (width, int(round(h * scale)))
+    path = work / f"{source.stem}_{size[0]}x{size[1]}.mp4"
+    if not path.is_file():
+        tmp = path.with_name(path.stem + ".tmp.mp4")
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), WALK_FPS, size)
+        for frame in read_frames(source):
+            writer.write(cv2.resize(frame, size, interpolation=cv2.INTER_AREA))
+        writer.release()
+        tmp.replace(path)
+    return path, {i: {k: [v * scale for v in box] for k, box in boxes.items()} for i, boxes in truth.items()}
+
+
 def resized_clip(work: Path, source: Path, size: tuple[int, int] = (1280, 720)) -> Path:
     """`source` resized to `size` (mp4v, same fps), for the speed run; rebuilt only when missing."""
     path = work / f"{source.stem}_{size[1]}p.mp4"
@@ -387,7 +409,8 @@ def main(argv: list[str] | None = None) -> int:
                      else hand_boxes(name))
             clips[name] = (path, truth)
         if (SHARED / "data" / "lsp" / "joints.mat").is_file() and (SHARED / "data" / "coco").is_dir():
-            for walk_path, walk_truth in walking_clips(work):
+            made = walking_clips(work)
+            for walk_path, walk_truth in made + [small_clip(work, *clip) for clip in made]:
                 clips[walk_path.name] = (walk_path, walk_truth)
         else:
             print(f"{SHARED / 'data'}: no LSP or COCO sample, the made side-view clip is skipped")
@@ -413,11 +436,15 @@ def main(argv: list[str] | None = None) -> int:
         print("\n| clip | person | scored frames visible | ours, default | "
               + ("ours, --detector none | " if has_detector else "") + "MediaPipe Pose |")
         print("|---|---|---|---|" + ("---|" if has_detector else "") + "---|")
-        made = [r["subject"] for n, r in table.items() if n.startswith("side_walker_")]
-        if made:  # the made clips together
-            total = {k: sum(r.get(k, 0) for r in made) for k in made[0]}
-            rows.append(f"| side walkers, {len(made)} made clips | subject | {total['visible']} | "
-                        + " | ".join(_pct(total.get(m), total["visible"]) for m in [*methods, "mediapipe"]) + " |")
+        for small in (False, True):  # the made clips together, at 1280 x 720 and at SMALL_WIDTH
+            made = [r["subject"] for n, r in table.items()
+                    if n.startswith("side_walker_") and n.endswith(f"x{SMALL_WIDTH * 9 // 16}.mp4") == small]
+            if made:
+                total = {k: sum(r.get(k, 0) for r in made) for k in made[0]}
+                size = f"{SMALL_WIDTH} x {SMALL_WIDTH * 9 // 16}" if small else "1280 x 720"
+                rows.append(f"| side walkers, {len(made)} made clips at {size} | subject | {total['visible']} | "
+                            + " | ".join(_pct(total.get(m), total["visible"]) for m in [*methods, "mediapipe"])
+                            + " |")
         print("\n".join(rows))
         report["found"] = table
         for name, persons in table.items():
