@@ -17,12 +17,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from efficientpose.codec.heatmap import decode_refined
+from efficientpose.codec.heatmap import decode_refined, flip_back
 from efficientpose.data.sample import Sample
 from efficientpose.errors import UsageError, WeightsError
 from efficientpose.models import get_variant
 from efficientpose.models.efficientpose import EfficientPose
-from efficientpose.skeleton import KEYPOINTS, LSP_KEYPOINTS, PAF_LIMBS
+from efficientpose.skeleton import KEYPOINTS, LSP_KEYPOINTS, PAF_LIMBS, SKELETONS
 from efficientpose.train import NonFiniteLossError, TrainConfig, load_config, train
 from efficientpose.train import loop as train_loop
 from efficientpose.train.build import (
@@ -38,7 +38,7 @@ from efficientpose.train.checkpoints import flatten_optimizer, unflatten_optimiz
 from efficientpose.train.cli_args import config_from_args, main
 from efficientpose.train.config import save_config
 from efficientpose.train.distributed import state_hash
-from efficientpose.train.losses import masked_mse, pose_loss
+from efficientpose.train.losses import flip_consistency, masked_mse, pose_loss
 from efficientpose.train.schedule import lr_at
 from efficientpose.weights.hub import load_model
 from efficientpose.weights.store import model_metadata, resolve_state_dict, save_weights
@@ -301,6 +301,28 @@ def test_unreadable_images_and_bad_annotations_are_skipped(lsp: Path, tmp_path: 
     assert "without readable samples was skipped" in messages
     state = json.loads((tmp_path / "run" / "last.state.json").read_text())
     assert result.steps == 3 and state["skipped_batches"] == 1 and len(train_rows(tmp_path / "run")) == 2
+
+
+def test_flip_consistency_is_zero_only_for_mirror_images_of_each_other() -> None:
+    flip = SKELETONS["mpii16"].flip_index
+    maps = torch.rand(2, 16, 8, 8)
+    assert flip_consistency(maps, flip_back(maps, flip), flip).item() == 0.0  # flip_back is its own inverse
+    assert flip_consistency(maps, maps, flip).item() > 0  # the same maps, not mirrored: inconsistent
+    np.testing.assert_array_equal(flip_back(maps.numpy(), flip), flip_back(maps, flip).numpy())
+
+
+def test_flip_consistency_trains_the_mirrored_batch_in_the_same_pass(lsp: Path, tmp_path: Path) -> None:
+    """With only the flip term, the authors' RT becomes more consistent with its own mirror image on real LSP
+    crops; the term is logged (log.jsonl) and off by default."""
+    config = small(lsp, tmp_path / "run", train_limit=4, batch_size=4, max_steps=6, init="authors", augment=False,
+                   lr=1e-3, schedule="constant", warmup_steps=0, loss_heatmaps=0.0, loss_heatmaps_1=0.0,
+                   loss_heatmaps_2=0.0, loss_pafs=0.0, loss_flip=1.0)
+    rows = train_rows(Path(train(config).run_dir))
+    flips = [r["loss_flip"] for r in rows]
+    assert len(flips) == 6 and all(r["loss"] == pytest.approx(r["loss_flip"], rel=1e-6) for r in rows)
+    assert flips[-1] < 0.8 * flips[0], flips
+    plain = small(lsp, tmp_path / "plain", train_limit=4, batch_size=4, max_steps=1, init="authors")
+    assert "loss_flip" not in train_rows(Path(train(plain).run_dir))[0]
 
 
 # ---- real learning ----

@@ -147,13 +147,18 @@ def flip_merge(heatmaps: np.ndarray | torch.Tensor, flipped_heatmaps: np.ndarray
     continuous x to W - x exactly, so the merge is exact in the package's pixel convention; ``flip_index``
     (e.g. ``SKELETONS['mpii16'].flip_index``) says which channel of the flipped image holds each keypoint.
     """
+    back = flip_back(flipped_heatmaps, flip_index)
+    return (heatmaps + back) * 0.5 if _is_tensor(heatmaps) else (np.asarray(heatmaps) + back) * 0.5
+
+
+def flip_back(flipped_heatmaps: np.ndarray | torch.Tensor, flip_index: np.ndarray) -> np.ndarray | torch.Tensor:
+    """Heatmaps (..., K, H, W) of the horizontally flipped image mirrored back and left/right swapped: the maps the
+    unflipped image should have (``flip_index``: which channel of the flipped image holds each keypoint)."""
     index = np.asarray(flip_index, dtype=np.int64)
-    if _is_tensor(heatmaps):
+    if _is_tensor(flipped_heatmaps):
         back = flipped_heatmaps.flip(-1)
-        back = back.index_select(-3, sys.modules["torch"].as_tensor(index, device=back.device))
-        return (heatmaps + back) * 0.5
-    back = np.asarray(flipped_heatmaps)[..., index, :, ::-1]
-    return (np.asarray(heatmaps) + back) * 0.5
+        return back.index_select(-3, sys.modules["torch"].as_tensor(index, device=back.device))
+    return np.asarray(flipped_heatmaps)[..., index, :, ::-1]
 
 
 # --------------------------------------------------------------------------------------------- encode

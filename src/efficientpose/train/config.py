@@ -70,6 +70,9 @@ class TrainConfig:
     loss_heatmaps_1: float = 1.0  #: intermediate heatmaps of pass 2 (R/8)
     loss_heatmaps_2: float = 1.0  #: pass-3 heatmaps before upsampling (R/8)
     loss_pafs: float = 1.0  #: part-affinity fields of pass 1 (R/8)
+    #: flip-consistency (final heatmaps against the mirrored batch's, mirrored back); 0: off. It runs the network
+    #: twice per step.
+    loss_flip: float = 0.0
     # targets and augmentation
     # Sigmas in output pixels of each head. The final heatmaps are the fixed bilinear x8 upsampling of the R/8
     # ones, which turns sigma_low s into about sqrt((8 s)^2 + 4^2) full-resolution pixels: the full-resolution

@@ -49,7 +49,7 @@ from efficientpose.train.checkpoints import (
 )
 from efficientpose.train.config import TrainConfig, save_config
 from efficientpose.train.logging import RunLogger, is_tty
-from efficientpose.train.losses import TARGETS, pose_loss
+from efficientpose.train.losses import TARGETS, flip_consistency, pose_loss
 from efficientpose.train.schedule import EMA, lr_at
 from efficientpose.train.validate import validate
 from efficientpose.weights.store import model_metadata
@@ -253,9 +253,16 @@ class Trainer:
             group["lr"] = lr
         images, targets = self._batch(batch)
         self.net.train()
-        with self.autocast():
-            outputs = self.net(images)
+        flip = bool(self.config.loss_flip)
+        with self.autocast():  # with flip-consistency the mirrored batch rides along in the same forward pass
+            outputs = self.net(torch.cat([images, images.flip(-1)]) if flip else images)
+        if flip:
+            mirrored = outputs["heatmaps"][len(images):]
+            outputs = {name: out[:len(images)] for name, out in outputs.items()}
         loss, terms = pose_loss(outputs, targets, self.loss_weights)
+        if flip:
+            terms["flip"] = flip_consistency(outputs["heatmaps"], mirrored, self.keypoints.skeleton.flip_index)
+            loss = loss + self.config.loss_flip * terms["flip"]
         values = distributed.all_mean(torch.stack([loss.detach().float(), *(t.detach().float()
                                                                              for t in terms.values())]), self.info)
         if not torch.isfinite(values).all():

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import torch
+
+from efficientpose.codec.heatmap import flip_back
 
 #: Model output -> (batch target, mask key). The R/8 heatmap heads share the low-resolution target.
 TARGETS: dict[str, tuple[str, str]] = {
@@ -49,3 +52,9 @@ def pose_loss(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Ten
     if total is None:
         raise ValueError("the model produced none of the supervised outputs " + ", ".join(TARGETS))
     return total, terms
+
+
+def flip_consistency(heatmaps: torch.Tensor, mirrored: torch.Tensor, flip_index: np.ndarray) -> torch.Tensor:
+    """Mean squared difference between a batch's heatmaps and those of the mirrored batch mirrored back (left and
+    right swapped): flip-consistency, which needs no labels, so it also reaches joints without ground truth."""
+    return (heatmaps.float() - flip_back(mirrored, flip_index).float()).pow(2).mean()
