@@ -160,6 +160,24 @@ def test_a_person_lost_on_the_tracking_crop_is_looked_for_again_where_their_pose
     assert tracker.detections <= 5  # every REDETECT_INTERVAL (1 s at 10 fps) over 4 s, not at every loss
 
 
+def test_a_much_weaker_second_look_is_not_taken() -> None:
+    """When the second look finds the person far less surely than usual (0.5 against 0.9), they count as lost and
+    are found again by the finder, rather than followed on from the weak pose."""
+
+    class WeakWorld(WideWorld):
+        def predict_batch(self, images, rois=None, flip=None):  # noqa: ANN001, ANN201
+            poses = super().predict_batch(images, rois, flip)
+            return [replace(p, keypoints=np.column_stack([p.xy, np.full(16, 0.5)])) if p.mean_score > 0.5 else p
+                    for p in poses]
+
+    world = WeakWorld({"a": line(100, 500, 180, 40)})
+    frames = world.frames()
+    tracker = PeopleTracker(world, world.find)
+    track_people(frames, tracker, batch_size=4)
+    people = [p for f in frames for p in tracker.people(f.index)]
+    assert people and all(p.pose.mean_score == pytest.approx(0.9) for p in people)  # only the finder's poses
+
+
 def test_assignment_prefers_overlap_and_close_keypoints() -> None:
     a, b = (as_person(body(x, 180)) for x in (100, 400))
     moved_b, moved_a, far = (as_person(body(x, y)) for x, y in ((405, 182), (104, 178), (250, 60)))
