@@ -1,7 +1,7 @@
 """Several people through a frame stream, each with a stable id: :class:`PeopleTracker` follows every person
 with the pose's own region (no detector while they stay confident; a pose that fails there gets a second look on
-the crop it last came from), asks a finder (a person detector with pose
-confirmation) for people while nobody is tracked, periodically and when someone is lost, matches what it finds
+the crop it last came from), asks a finder (a person detector with pose confirmation) for people while nobody is
+tracked, periodically and when someone is lost, matches what it finds
 to the known people (:func:`assign`: box overlap and keypoint distance, Hungarian), and, where frames of the
 stream are still held, retries the frames before a person was found or found again backwards from there
 (:meth:`PeopleTracker.backtrack`), so a track has no gap the pose could have filled.
@@ -454,9 +454,9 @@ class PeopleTracker:
 
     def _retry(self, track: Track, frame: Frame, index: int | None = None) -> Pose | None:
         """A second look at a followed person whose pose failed on the tracking crop in ``frame``: the crop their pose
-        in frame ``index`` (default the last) came from, moved on by their velocity; that pose if it still follows
-        them, else None. A tracking crop from a pose whose legs were unsure is too tight (made side-view walkers:
-        frames found 484 -> 509 of 600, ``docs/tracking.md``)."""
+        in frame ``index`` (default the last) came from, moved on by their velocity; that pose if it follows them and
+        is :data:`RETRY_SCORE` as sure as they usually are, else None. A tracking crop from a pose whose legs were
+        unsure is too tight (made side-view walkers: frames found 484 -> 509 of 600, ``docs/tracking.md``)."""
         index = track.last if index is None else index
         roi = track.people[index].pose.roi
         if roi is None:

@@ -70,8 +70,8 @@ class TrainConfig:
     loss_heatmaps_1: float = 1.0  #: intermediate heatmaps of pass 2 (R/8)
     loss_heatmaps_2: float = 1.0  #: pass-3 heatmaps before upsampling (R/8)
     loss_pafs: float = 1.0  #: part-affinity fields of pass 1 (R/8)
-    #: flip-consistency (final heatmaps against the mirrored batch's, mirrored back); 0: off. It runs the network
-    #: twice per step.
+    #: flip-consistency (final heatmaps against the mirrored batch's, mirrored back); 0: off. The mirrored batch
+    #: rides along in the same forward pass, so a step does about twice the work.
     loss_flip: float = 0.0
     # targets and augmentation
     # Sigmas in output pixels of each head. The final heatmaps are the fixed bilinear x8 upsampling of the R/8
