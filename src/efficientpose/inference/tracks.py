@@ -1,10 +1,10 @@
 """Several people through a frame stream, each with a stable id: :class:`PeopleTracker` follows every person
 with the pose's own region (no detector while they stay confident; a pose that fails there gets a second look on
 the crop it last came from), asks a finder (a person detector with pose confirmation) for people while nobody is
-tracked, periodically and when someone is lost, matches what it finds
-to the known people (:func:`assign`: box overlap and keypoint distance, Hungarian), and, where frames of the
-stream are still held, retries the frames before a person was found or found again backwards from there
-(:meth:`PeopleTracker.backtrack`), so a track has no gap the pose could have filled.
+tracked, periodically and when someone is lost, matches what it finds to the known people (:func:`assign`: box
+overlap and keypoint distance, Hungarian), and, where frames of the stream are still held, retries the frames before
+a person was found or found again backwards from there (:meth:`PeopleTracker.backtrack`), so a track has no gap the
+pose could have filled.
 
 The finder is injected (``find(image, followed) -> poses, surest first``) so that this module needs no detector: the
 application layer (``predict.py``, ``camera.py``) builds it from ``efficientpose.detection``."""
