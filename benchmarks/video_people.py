@@ -210,26 +210,20 @@ SMALL_WIDTH = 480
 
 
 def small_clip(work: Path, source: Path, truth: dict[int, dict], width: int = SMALL_WIDTH) -> tuple[Path, dict]:
-    """`source` scaled to `width` (area-averaged, same fps; made once) and its true boxes scaled with it."""
+    """`source` scaled to `width` (:func:`resized_clip`) and its true boxes scaled with it."""
     cap = cv2.VideoCapture(str(source))
     w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
     cap.release()
     scale = width / w
     size = (width, int(round(h * scale)))
-    path = work / f"{source.stem}_{size[0]}x{size[1]}.mp4"
-    if not path.is_file():
-        tmp = path.with_name(path.stem + ".tmp.mp4")
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), WALK_FPS, size)
-        for frame in read_frames(source):
-            writer.write(cv2.resize(frame, size, interpolation=cv2.INTER_AREA))
-        writer.release()
-        tmp.replace(path)
+    path = resized_clip(work, source, size, f"{source.stem}_{size[0]}x{size[1]}.mp4")
     return path, {i: {k: [v * scale for v in box] for k, box in boxes.items()} for i, boxes in truth.items()}
 
 
-def resized_clip(work: Path, source: Path, size: tuple[int, int] = (1280, 720)) -> Path:
-    """`source` resized to `size` (mp4v, same fps), for the speed run; rebuilt only when missing."""
-    path = work / f"{source.stem}_{size[1]}p.mp4"
+def resized_clip(work: Path, source: Path, size: tuple[int, int] = (1280, 720), name: str | None = None) -> Path:
+    """`source` resized to `size` (area-averaged, mp4v, same fps) as `name` (default `<stem>_<height>p.mp4`), for the
+    speed run and the small made clips; rebuilt only when missing."""
+    path = work / (name or f"{source.stem}_{size[1]}p.mp4")
     if path.is_file():
         return path
     cap = cv2.VideoCapture(str(source))
