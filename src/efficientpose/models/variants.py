@@ -128,7 +128,7 @@ def _files(stem: str, h5: str | None, tflite: str | None) -> tuple[WeightFile, .
 #: pinned by ``python -m efficientpose.train.ship RUN_DIR``, which wrote the file and measured it.
 RT_LSP = WeightFile(
     "rt-lsp.safetensors",
-    sha256="41f5600e235badac7b6aba058f8a4510d95e82028f7b861c5dc2db26dfc1fb36",
+    sha256="445de2b2032671b1afb2cad4940f7758fc139572d654bdd1d1cd3db9504c9689",
     base_url="",
     license="research use only: trained on LSP and LSP-extended, whose terms allow research use only; these "
             "weights inherit that restriction (unlike the authors' Apache-2.0 weights)",
@@ -137,7 +137,7 @@ RT_LSP = WeightFile(
     recipe="the authors' RT fine-tuned on LSP-extended + LSP im0001-0500 (configs/rt-lsp.toml), unlabelled "
            "joints, thorax and pelvis filled by the authors' II where its score >= 0.5, EMA weights chosen on "
            "LSP im0501-1000 (lsp split train-b)",
-    metrics={"step": 10000, "lsp/train-b PCK@0.2": 86.07, "lsp/train-b PCK@0.1": 69.91},
+    metrics={"step": 12000, "lsp/train-b PCK@0.2": 86.39, "lsp/train-b PCK@0.1": 70.43},
 )
 
 VARIANTS: dict[str, Variant] = {
