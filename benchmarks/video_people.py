@@ -432,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         print("|---|---|---|---|" + ("---|" if has_detector else "") + "---|")
         for small in (False, True):  # the made clips together, at 1280 x 720 and at SMALL_WIDTH
             made = [r["subject"] for n, r in table.items()
-                    if n.startswith("side_walker_") and n.endswith(f"x{SMALL_WIDTH * 9 // 16}.mp4") == small]
+                    if n.startswith("side_walker_") and (f"_{SMALL_WIDTH}x" in n) == small]
             if made:
                 total = {k: sum(r.get(k, 0) for r in made) for k in made[0]}
                 size = f"{SMALL_WIDTH} x {SMALL_WIDTH * 9 // 16}" if small else "1280 x 720"

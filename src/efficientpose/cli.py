@@ -224,18 +224,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-DEFAULT_WEIGHTS_LABEL = "the authors' weights"
-
-
 def _compare_weights(args: argparse.Namespace, samples: list, stem: str) -> int:
     """``evaluate --compare-weights B``: the model with ``--weights`` (A, default the authors') and with B on the same
     images, each report written (``<stem>-a``, ``<stem>-b``), and the paired test of the difference."""
     if args.predictions is not None or args.pipeline != "ours" or args.compare_decoders:
         raise UsageError("--compare-weights runs our model twice: it cannot be combined with --predictions, "
                          "--pipeline authors or --compare-decoders")
-    reports = {}
+    reports, authors = {}, "the authors' weights"
     for suffix, weights in (("a", args.weights), ("b", args.compare_weights)):
-        label = f"{suffix.upper()} ({weights or DEFAULT_WEIGHTS_LABEL})"
+        label = f"{suffix.upper()} ({weights or authors})"
         reports[label] = _evaluate_report(argparse.Namespace(**{**vars(args), "weights": weights}), samples)
         print(f"## {label}\n\n{reports[label].to_text()}\n")
         _write_report(reports[label], args.output, f"{stem}-{suffix}")

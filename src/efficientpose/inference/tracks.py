@@ -266,8 +266,11 @@ class Track:
                 return None
             grow = (least - side) / 2
             box = (box[0] - grow, box[1] - grow, box[2] + grow, box[3] + grow)
-        dt = time - self.times[index]
-        return _moved(box, self.velocity * float(np.clip(dt, -0.5, 0.5)))
+        return self.moved_on(box, time, index)
+
+    def moved_on(self, box: Box, time: float, index: int) -> Box:
+        """``box`` (where the person was in frame ``index``) moved by their velocity to ``time``, at most 0.5 s."""
+        return _moved(box, self.velocity * float(np.clip(time - self.times[index], -0.5, 0.5)))
 
     def guesses(self, time: float) -> list[tuple[Box, Pose]]:
         """Where the person may be at ``time``: the last box and pose, and both moved on by the velocity (at most
@@ -461,8 +464,7 @@ class PeopleTracker:
         roi = track.people[index].pose.roi
         if roi is None:
             return None
-        dt = float(np.clip(frame.time - track.times[index], -0.5, 0.5))
-        pose = self.estimator.predict_batch([frame.image], [_moved(roi, track.velocity * dt)])[0]
+        pose = self.estimator.predict_batch([frame.image], [track.moved_on(roi, frame.time, index)])[0]
         usual = float(np.mean([track.people[i].pose.mean_score for i in track.recent(SIZE_FRAMES)]))
         if pose.mean_score < RETRY_SCORE * usual or not follows(pose, self.threshold):
             return None
