@@ -98,6 +98,12 @@ def test_evaluate_compare_weights_pairs_our_lsp_weights_with_the_authors(data_di
     code = main([*args, "--compare-weights", "lsp", "--compare-decoders", "--output", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and "--compare-weights" in err and len(err.strip().splitlines()) == 1
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    code = main([*args, "--compare-weights", str(bad), "--output", str(tmp_path / "bad")])
+    err = capsys.readouterr().err
+    assert code == 1 and str(bad) in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()  # A was scored, but nothing is written without B
 
 
 def test_compare_lists_every_variant_and_openpose(capsys) -> None:

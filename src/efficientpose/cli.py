@@ -226,14 +226,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _compare_weights(args: argparse.Namespace, samples: list, stem: str) -> int:
     """``evaluate --compare-weights B``: the model with ``--weights`` (A, default the authors') and with B on the same
-    images, each report written (``<stem>-a``, ``<stem>-b``), and the paired test of the difference."""
+    images, each report written (``<stem>-a``, ``<stem>-b``; only once both are scored, so a bad B leaves nothing),
+    and the paired test of the difference."""
     if args.predictions is not None or args.pipeline != "ours" or args.compare_decoders:
         raise UsageError("--compare-weights runs our model twice: it cannot be combined with --predictions, "
                          "--pipeline authors or --compare-decoders")
-    reports, authors = {}, "the authors' weights"
-    for suffix, weights in (("a", args.weights), ("b", args.compare_weights)):
-        label = f"{suffix.upper()} ({weights or authors})"
-        reports[label] = _evaluate_report(argparse.Namespace(**{**vars(args), "weights": weights}), samples)
+    authors = "the authors' weights"
+    runs = {f"{suffix.upper()} ({weights or authors})": (suffix, weights)
+            for suffix, weights in (("a", args.weights), ("b", args.compare_weights))}
+    reports = {label: _evaluate_report(argparse.Namespace(**{**vars(args), "weights": weights}), samples)
+               for label, (_, weights) in runs.items()}
+    for label, (suffix, _) in runs.items():
         print(f"## {label}\n\n{reports[label].to_text()}\n")
         _write_report(reports[label], args.output, f"{stem}-{suffix}")
     _print_paired(reports)
