@@ -199,7 +199,7 @@ def figures_block(ours: dict, authors: dict, fp32: dict, meta: dict[str, str], n
     lines = [BEGIN, "",
              f"Shipped: step {meta['step']} of the run (its best validation so far; the run's own validation said "
              f"{float(meta['val_pck']):.2f}), fp16, {size / 1e6:.2f} MB, SHA-256 `{digest}`. The run had logged "
-             f"{steps} steps in {hours:.1f} hours of training processes (one thread) when this was shipped.", "",
+             f"{steps} steps in {hours:.1f} wall-clock hours of training processes when this was shipped.", "",
              f"Measured with the torch backend on {'one thread' if threads == 1 else f'{threads} threads'}, refined "
              f"decoding, as `OMP_NUM_THREADS={threads}` plus each row's command gives it (without `--weights {name}`: "
              f"the authors' column; with the run's `best.safetensors` instead: the column before fp16).", "",
