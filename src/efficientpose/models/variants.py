@@ -128,7 +128,7 @@ def _files(stem: str, h5: str | None, tflite: str | None) -> tuple[WeightFile, .
 #: pinned by ``python -m efficientpose.train.ship RUN_DIR``, which wrote the file and measured it.
 RT_LSP = WeightFile(
     "rt-lsp.safetensors",
-    sha256="9307986c04701d69919266108773fde37118a9e3536175f5e90a9219fa940f47",
+    sha256="2f61ad18eff53f5bd85b3951eb73622420132b6af698ed66514c0e5a2645b1c1",
     base_url="",
     license="research use only: trained on LSP and LSP-extended, whose terms allow research use only; these "
             "weights inherit that restriction (unlike the authors' Apache-2.0 weights)",
@@ -137,7 +137,7 @@ RT_LSP = WeightFile(
     recipe="the authors' RT fine-tuned on LSP-extended + LSP im0001-0500 (configs/rt-lsp.toml), unlabelled "
            "joints, thorax and pelvis filled by the authors' II where its score >= 0.5, EMA weights chosen on "
            "LSP im0501-1000 (lsp split train-b)",
-    metrics={"step": 15000, "lsp/train-b PCK@0.2": 86.47, "lsp/train-b PCK@0.1": 70.53},
+    metrics={"step": 20000, "lsp/train-b PCK@0.2": 86.56, "lsp/train-b PCK@0.1": 70.79},
 )
 
 VARIANTS: dict[str, Variant] = {
